@@ -1,0 +1,91 @@
+"""Multi-head QKV attention on ``F.scaled_dot_product_attention``, with official Perceiver IO mask semantics.
+
+softmax(Q Kᵀ / sqrt(d_qk per head)) V, heads as contiguous channel slices, then an output projection. Q, K, V and
+the output projection all have biases. Only the key mask enters the fused kernel; query masking and fully masked rows
+are handled by zeroing rows of the weighted sum, which is what DeepMind's code does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Masking, check_choice
+
+
+class MultiHeadAttention(nn.Module):
+    """Q = Linear(q → qk), K = Linear(kv → qk), V = Linear(kv → v), out = Linear(v → out).
+
+    Args:
+        num_q_channels: width of the query input.
+        num_kv_channels: width of the key/value input.
+        num_heads: heads; qk and v channels must both be divisible by it.
+        num_qk_channels, num_v_channels, num_output_channels: projection widths (resolved by the caller).
+        masking: ``"official"`` or ``"transformers"`` (see :data:`perceiverio.core.config.Masking`).
+    """
+
+    def __init__(
+        self,
+        num_q_channels: int,
+        num_kv_channels: int,
+        num_heads: int,
+        num_qk_channels: int,
+        num_v_channels: int,
+        num_output_channels: int,
+        masking: Masking = "official",
+    ) -> None:
+        super().__init__()
+        for name, channels in (("qk", num_qk_channels), ("v", num_v_channels)):
+            if channels % num_heads != 0:
+                raise ValueError(f"{name} channels ({channels}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.masking = check_choice(masking, ("official", "transformers"), "masking")
+        self.q_proj = nn.Linear(num_q_channels, num_qk_channels)
+        self.k_proj = nn.Linear(num_kv_channels, num_qk_channels)
+        self.v_proj = nn.Linear(num_kv_channels, num_v_channels)
+        self.o_proj = nn.Linear(num_v_channels, num_output_channels)
+
+    def forward(
+        self,
+        x_q: torch.Tensor,  # [B, O, Cq]
+        x_kv: torch.Tensor,  # [B, M, Ckv]
+        key_mask: torch.Tensor | None = None,  # [B, M] bool, True = real element
+        query_mask: torch.Tensor | None = None,  # [B, O] bool, True = real query
+    ) -> torch.Tensor:  # [B, O, out]
+        b, o, _ = x_q.shape
+        h = self.num_heads
+        q = self.q_proj(x_q).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, O, qk/h]
+        k = self.k_proj(x_kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, M, qk/h]
+        v = self.v_proj(x_kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, M, v/h]
+
+        attn_mask, wipe = self._masks(key_mask, query_mask, q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, O, v/h]
+        out = out.transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
+        if wipe is not None:
+            out = out.masked_fill(wipe.unsqueeze(-1), 0.0)
+        return self.o_proj(out)
+
+    def _masks(
+        self, key_mask: torch.Tensor | None, query_mask: torch.Tensor | None, dtype: torch.dtype
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Returns (SDPA attn_mask [B, 1, 1, M] or None, rows to zero [B, O] / [B, 1] or None)."""
+        if self.masking == "transformers":
+            if key_mask is None:
+                return None, None
+            bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
+            bias = bias.masked_fill(~key_mask, torch.finfo(dtype).min)
+            return bias[:, None, None, :], None
+
+        wipe = None
+        attn_mask = None
+        if key_mask is not None:
+            empty = ~key_mask.any(dim=-1, keepdim=True)  # [B, 1]: every key masked -> weighted sum is 0
+            if bool(empty.any()):
+                wipe = empty
+                key_mask = key_mask | empty  # keep the kernel away from all-masked rows (NaN)
+            if not bool(key_mask.all()):
+                attn_mask = key_mask[:, None, None, :]
+        if query_mask is not None and not bool(query_mask.all()):
+            wipe = ~query_mask if wipe is None else (wipe | ~query_mask)
+        return attn_mask, wipe

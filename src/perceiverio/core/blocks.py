@@ -1,0 +1,105 @@
+"""Pre-LayerNorm Transformer blocks of Perceiver IO (paper §2, official ``CrossAttention``/``SelfAttention``).
+
+cross:  x = Attn(LN_q(q), LN_kv(kv)) [+ q];  x = x + MLP(LN(x))
+self:   x = x + Attn(LN(x), LN(x));          x = x + MLP(LN(x))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import MultiHeadAttention
+from .config import Activation, Masking, check_choice
+
+LAYER_NORM_EPS = 1e-5
+
+
+class MLP(nn.Module):
+    """Linear(C → w·C) → GELU → Linear(w·C → C)."""
+
+    def __init__(self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh",
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        check_choice(activation, ("gelu_tanh", "gelu"), "activation")
+        self.fc1 = nn.Linear(num_channels, widening_factor * num_channels)
+        self.act = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
+        self.fc2 = nn.Linear(widening_factor * num_channels, num_channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.act(self.fc1(x))))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Queries attend to a key/value array; the output has the query width.
+
+    ``num_qk_channels`` defaults to the key/value width (official ``shape_for_attn='kv'``), ``num_v_channels`` to
+    qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output.
+    """
+
+    def __init__(
+        self,
+        num_q_channels: int,
+        num_kv_channels: int,
+        num_heads: int = 1,
+        num_qk_channels: int | None = None,
+        num_v_channels: int | None = None,
+        widening_factor: int = 1,
+        use_query_residual: bool = True,
+        dropout: float = 0.0,
+        activation: Activation = "gelu_tanh",
+        masking: Masking = "official",
+    ) -> None:
+        super().__init__()
+        qk = num_qk_channels if num_qk_channels is not None else num_kv_channels
+        v = num_v_channels if num_v_channels is not None else qk
+        self.q_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
+        self.kv_norm = nn.LayerNorm(num_kv_channels, eps=LAYER_NORM_EPS)
+        self.attention = MultiHeadAttention(num_q_channels, num_kv_channels, num_heads, qk, v, num_q_channels, masking)
+        self.mlp_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.use_query_residual = use_query_residual
+
+    def forward(
+        self,
+        x_q: torch.Tensor,  # [B, O, Cq]
+        x_kv: torch.Tensor,  # [B, M, Ckv]
+        key_mask: torch.Tensor | None = None,  # [B, M]
+        query_mask: torch.Tensor | None = None,  # [B, O]
+    ) -> torch.Tensor:  # [B, O, Cq]
+        a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))
+        x = x_q + a if self.use_query_residual else a
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class SelfAttentionBlock(nn.Module):
+    """Latent self-attention; qk defaults to the latent width D, v to qk, and v must equal D."""
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_heads: int = 8,
+        num_qk_channels: int | None = None,
+        num_v_channels: int | None = None,
+        widening_factor: int = 1,
+        dropout: float = 0.0,
+        activation: Activation = "gelu_tanh",
+        masking: Masking = "official",
+    ) -> None:
+        super().__init__()
+        qk = num_qk_channels if num_qk_channels is not None else num_channels
+        v = num_v_channels if num_v_channels is not None else qk
+        if v != num_channels:
+            raise ValueError(f"self-attention v channels ({v}) must equal the latent channels ({num_channels})")
+        self.norm = nn.LayerNorm(num_channels, eps=LAYER_NORM_EPS)
+        self.attention = MultiHeadAttention(num_channels, num_channels, num_heads, qk, v, v, masking)
+        self.mlp_norm = nn.LayerNorm(num_channels, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(num_channels, widening_factor, activation, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, D]
+        h = self.norm(x)
+        x = x + self.dropout(self.attention(h, h))
+        return x + self.mlp(self.mlp_norm(x))

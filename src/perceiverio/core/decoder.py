@@ -1,0 +1,68 @@
+"""Perceiver IO decoder: every output query cross-attends the latents, independently of the other queries.
+
+y = Linear(CrossAttend(q, z))  with q ∈ R^{O×E}.  Because queries do not interact, decoding a subset or a chunk of
+the queries gives exactly the same rows as decoding all of them; ``chunk_size`` bounds memory for huge O.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import CrossAttentionBlock
+from .config import Activation, DecoderConfig, Masking
+from .init import init_official_
+
+
+class PerceiverDecoder(nn.Module):
+    """Maps queries ``[B, O, E]`` and latents ``[B, N, D]`` to ``[B, O, out]`` (``out`` = E without projection)."""
+
+    def __init__(self, config: DecoderConfig, num_latent_channels: int, activation: Activation = "gelu_tanh",
+                 masking: Masking = "official") -> None:
+        super().__init__()
+        self.config = config
+        e = config.num_query_channels
+        self.cross_attention = CrossAttentionBlock(
+            num_q_channels=e,
+            num_kv_channels=num_latent_channels,
+            num_heads=config.num_heads,
+            num_qk_channels=config.qk_channels,
+            num_v_channels=config.v_channels,
+            widening_factor=config.widening_factor,
+            use_query_residual=config.use_query_residual,
+            dropout=config.dropout,
+            activation=activation,
+            masking=masking,
+        )
+        out = config.num_output_channels
+        self.projection = nn.Linear(e, out) if out is not None else None
+        self.masking = masking
+        init_official_(self)
+
+    @property
+    def num_output_channels(self) -> int:
+        return self.config.num_output_channels or self.config.num_query_channels
+
+    def forward(
+        self,
+        queries: torch.Tensor,  # [B, O, E]
+        latents: torch.Tensor,  # [B, N, D]
+        query_mask: torch.Tensor | None = None,  # [B, O] bool; ignored with masking="transformers"
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:  # [B, O, out]
+        if self.masking == "transformers":
+            query_mask = None
+        o = queries.shape[1]
+        if chunk_size is None or chunk_size >= o:
+            return self._decode(queries, latents, query_mask)
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        chunks = []
+        for start in range(0, o, chunk_size):
+            sl = slice(start, start + chunk_size)
+            chunks.append(self._decode(queries[:, sl], latents, None if query_mask is None else query_mask[:, sl]))
+        return torch.cat(chunks, dim=1)
+
+    def _decode(self, q: torch.Tensor, z: torch.Tensor, query_mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.cross_attention(q, z, query_mask=query_mask)  # [B, O, E]
+        return self.projection(h) if self.projection is not None else h

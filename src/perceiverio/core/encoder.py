@@ -1,0 +1,72 @@
+"""Perceiver IO encoder: a learned latent array reads the input once, then a latent Transformer refines it.
+
+z0 ∈ R^{N×D} (learned) ; z = CrossAttend(z0, x) ; repeat num_blocks times: z = SelfAttend_1..L(z)  (shared weights)
+Cost is O(M·N) for the read and O(L·N²) for the stack, independent of M.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .blocks import CrossAttentionBlock, SelfAttentionBlock
+from .config import Activation, EncoderConfig, Masking
+from .init import init_official_, trunc_normal_
+
+
+class PerceiverEncoder(nn.Module):
+    """Maps inputs ``x: [B, M, C]`` (with an optional key mask ``[B, M]``, True = real) to latents ``[B, N, D]``.
+
+    Set ``gradient_checkpointing = True`` to recompute each latent layer in backward instead of storing its
+    activations (training only).
+    """
+
+    def __init__(self, config: EncoderConfig, num_input_channels: int, activation: Activation = "gelu_tanh",
+                 masking: Masking = "official") -> None:
+        super().__init__()
+        self.config = config
+        self.num_input_channels = num_input_channels
+        d = config.num_latent_channels
+        self.latents = nn.Parameter(torch.empty(config.num_latents, d))  # [N, D]
+        self.cross_attention = CrossAttentionBlock(
+            num_q_channels=d,
+            num_kv_channels=num_input_channels,
+            num_heads=config.num_cross_attention_heads,
+            num_qk_channels=config.qk_channels,
+            num_v_channels=config.v_channels,
+            widening_factor=config.cross_attention_widening_factor,
+            use_query_residual=config.use_query_residual,
+            dropout=config.dropout,
+            activation=activation,
+            masking=masking,
+        )
+        self.self_attention = nn.ModuleList(
+            SelfAttentionBlock(
+                num_channels=d,
+                num_heads=config.num_self_attention_heads,
+                num_qk_channels=config.qk_channels,
+                num_v_channels=config.v_channels,
+                widening_factor=config.self_attention_widening_factor,
+                dropout=config.dropout,
+                activation=activation,
+                masking=masking,
+            )
+            for _ in range(config.num_self_attends_per_block)
+        )
+        self.gradient_checkpointing = False
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        init_official_(self)
+        trunc_normal_(self.latents, 0.02)
+
+    def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.latents.expand(x.shape[0], -1, -1)  # [B, N, D]
+        z = self.cross_attention(z, x, key_mask=input_mask)  # [B, N, D]
+        use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for _ in range(self.config.num_blocks):
+            for layer in self.self_attention:  # same weights on every pass
+                z = checkpoint(layer, z, use_reentrant=False) if use_ckpt else layer(z)
+        return z

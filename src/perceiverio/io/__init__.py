@@ -1,0 +1,1 @@
+"""Checkpoint conversion (transformers, Haiku) and data readers."""

@@ -1,0 +1,70 @@
+"""Whole-word masking for byte MLM pre-training (paper §4.1): each whitespace-delimited word is masked with p."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, BatchEncoding, ByteTokenizer
+
+IGNORE_INDEX = -100
+_WHITESPACE = {b + NUM_SPECIAL for b in b" \t\n\r\x0b\x0c"}
+
+
+def word_spans(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` spans of maximal runs of non-whitespace byte ids (special ids end a word)."""
+    spans, start = [], None
+    for i, t in enumerate(ids):
+        inside = t >= NUM_SPECIAL and t not in _WHITESPACE
+        if inside and start is None:
+            start = i
+        elif not inside and start is not None:
+            spans.append((start, i))
+            start = None
+    if start is not None:
+        spans.append((start, len(ids)))
+    return spans
+
+
+class WholeWordMaskingCollator:
+    """Texts (or id lists) -> padded ``BatchEncoding`` whose masked words are ``[MASK]`` in ``input_ids`` and
+    the original ids in ``labels`` (-100 everywhere else, padding included).
+
+    Args:
+        mask_prob: probability that a word is masked (0.15 in the paper).
+        max_length: truncate each example to this many ids.
+        generator: a ``torch.Generator`` for reproducible masks.
+    """
+
+    def __init__(self, tokenizer: ByteTokenizer | None = None, mask_prob: float = 0.15,
+                 max_length: int | None = None, generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
+        self.tokenizer = tokenizer or ByteTokenizer()
+        self.mask_prob = mask_prob
+        self.max_length = max_length
+        self.generator = generator
+
+    def __call__(self, examples: Sequence[str] | Sequence[Sequence[int]]) -> BatchEncoding:
+        if len(examples) == 0:
+            raise ValueError("cannot collate an empty batch")
+        seqs = [self.tokenizer.encode(e) if isinstance(e, str) else list(e) for e in examples]
+        if self.max_length is not None:
+            seqs = [s[: self.max_length] for s in seqs]
+        length = max(1, max(len(s) for s in seqs))
+        ids = torch.full((len(seqs), length), PAD_ID, dtype=torch.long)
+        mask = torch.zeros((len(seqs), length), dtype=torch.long)
+        labels = torch.full((len(seqs), length), IGNORE_INDEX, dtype=torch.long)
+        for b, s in enumerate(seqs):
+            ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[b, : len(s)] = 1
+            spans = word_spans(s)
+            if not spans:
+                continue
+            draws = torch.rand(len(spans), generator=self.generator) < self.mask_prob
+            for (start, end), hit in zip(spans, draws.tolist()):
+                if hit:
+                    labels[b, start:end] = ids[b, start:end]
+                    ids[b, start:end] = MASK_ID
+        return BatchEncoding(ids, mask, labels)

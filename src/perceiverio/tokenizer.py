@@ -99,8 +99,9 @@ class ByteTokenizer:
             raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
         limit = max_length if max_length is not None else self.model_max_length
         seqs = [self.encode(t, add_special_tokens) for t in texts]
-        if truncation:
-            seqs = [s[:limit] for s in seqs]
+        if truncation:  # a wrapped text keeps its [SEP] (transformers): [CLS] text[:limit - 2] [SEP]
+            wrap = self.add_special_tokens if add_special_tokens is None else add_special_tokens
+            seqs = [s[: limit - 1] + [SEP_ID] if wrap and len(s) > limit >= 2 else s[:limit] for s in seqs]
         if padding == "max_length":
             target = limit
         elif padding in (True, "longest"):

@@ -55,6 +55,17 @@ class PerceiverIO(nn.Module):
                                         config.masking)
         self.output_adapter = output_adapter
 
+    @classmethod
+    def from_haiku(cls, source, config: PerceiverIOConfig, **overrides) -> PerceiverIO:
+        """Build from DeepMind's Haiku params of a ``PerceiverEncoder`` + ``BasicDecoder`` (trainable queries).
+
+        ``config`` is required (head counts are not visible in the arrays); ``source`` is read as in
+        :meth:`perceiverio.tasks.base.TaskModel.from_haiku`.
+        """
+        from ..io.haiku import load_from_haiku
+
+        return load_from_haiku(cls, source, config, **overrides)
+
     def encode(self, inputs: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Raw inputs -> latents ``[B, N, D]``."""
         x = self.input_adapter(inputs) if self.input_adapter is not None else inputs

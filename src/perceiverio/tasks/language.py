@@ -231,7 +231,10 @@ class MaskedLanguageModel(_TextPerceiver):
         logits = self.output_adapter(h, self.input_adapter.token_embedding.weight)  # [B, O, V]
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+            # mean over labelled positions; a batch without any (no word masked) gives 0, not NaN
+            nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                  reduction="sum")
+            loss = nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
         return MaskedLMOutput(logits=logits, loss=loss, positions=positions)
 
 
@@ -312,6 +315,9 @@ class MultitaskClassifier(_TextPerceiver):
         for name, y in (labels or {}).items():
             if name not in logits:
                 raise ValueError(f"unknown task {name!r}; this model has tasks {self.task_names}")
+            if not isinstance(y, torch.Tensor) or tuple(y.shape) != (z.shape[0],):
+                raise ValueError(f"labels[{name!r}] must be a tensor of shape [{z.shape[0]}], got "
+                                 f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
             keep = y != IGNORE_INDEX
             if bool(keep.any()):
                 k = dict(self.config.tasks)[name]

@@ -1,0 +1,357 @@
+"""Load DeepMind's Haiku parameters (the official Perceiver IO release) into our models.
+
+Haiku names modules by creation order (see ``shared/golden/README.md``); the builders below map one official module
+to our submodule, taking a Haiku prefix and a torch prefix, so other task models can reuse them:
+
+* ``Attention``: ``linear``/``linear_1``/``linear_2``/``linear_3`` -> ``q_proj``/``k_proj``/``v_proj``/``o_proj``.
+* ``MLP``: ``linear``/``linear_1`` -> ``fc1``/``fc2``.  LayerNorm ``scale``/``offset`` -> ``weight``/``bias``.
+* ``CrossAttention``: ``layer_norm``/``layer_norm_1``/``layer_norm_2`` -> ``q_norm``/``kv_norm``/``mlp_norm``.
+* ``SelfAttention``: ``layer_norm``/``layer_norm_1`` -> ``norm``/``mlp_norm``.
+* ``PerceiverEncoder``: ``~/trainable_position_encoding/pos_embs`` -> ``latents``, ``~/cross_attention``,
+  ``~/self_attention[_i]`` -> ``self_attention.{i}``.
+* ``BasicDecoder``: ``cross_attention``, ``output`` (final Linear), ``~/trainable_position_encoding/pos_embs``.
+
+Haiku Linear ``w`` is ``[in, out]`` (y = x @ w + b) and is transposed for ``torch.nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .safe_pickle import load_pickle
+
+StateDict = dict[str, tuple[str, torch.Tensor]]  # torch name -> (Haiku key, tensor)
+
+ENCODER_PREFIXES = ("perceiver_encoder", "encoder")
+CLASSIFIER_DECODER_PREFIXES = ("classification_decoder/~/basic_decoder", "basic_decoder")
+
+
+# ----------------------------------------------------------------------------------------------- reading sources
+def read_haiku(source: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Normalise a Haiku checkpoint to flat ``({"module/param": float32 tensor}, state)``.
+
+    ``source``: nested ``{module: {param: array}}``, flat ``{"module/param": array}``, ``{"params": ..., "state":
+    ...}``, or a path to a ``.pickle``/``.pkl`` (read by :func:`~perceiverio.io.safe_pickle.load_pickle`) or ``.npz``
+    (keys may carry a ``params/`` / ``state/`` prefix, as in our golden files; other prefixes are then ignored).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"Haiku checkpoint {path} does not exist")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+            if any(k.startswith("params/") for k in raw):
+                source = {"params": {k[7:]: v for k, v in raw.items() if k.startswith("params/")},
+                          "state": {k[6:]: v for k, v in raw.items() if k.startswith("state/")}}
+            else:
+                source = raw
+        elif path.suffix in (".pickle", ".pkl"):
+            source = load_pickle(path)
+        else:
+            raise ValueError(f"unsupported Haiku checkpoint file {path.name}: expected .pickle, .pkl or .npz")
+    if not isinstance(source, Mapping):
+        raise ValueError(f"Haiku params must be a mapping (or a .pickle/.npz path), got {type(source).__name__}")
+    if isinstance(source.get("params"), Mapping):
+        return _flatten(source["params"]), _flatten(source.get("state") or {})
+    return _flatten(source), {}
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, torch.Tensor]:
+    flat: dict[str, torch.Tensor] = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        elif isinstance(value, torch.Tensor):
+            flat[name] = value.detach().to("cpu", torch.float32).clone()
+        else:
+            try:
+                flat[name] = torch.from_numpy(np.array(value, dtype=np.float32))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"Haiku param {name!r} is not a numeric array ({type(value).__name__})") from e
+    return flat
+
+
+class HaikuParams:
+    """Flat Haiku params that remember which keys were read and which were asked for but absent."""
+
+    def __init__(self, params: dict[str, torch.Tensor]) -> None:
+        self.params = params
+        self.used: set[str] = set()
+        self.missing: list[str] = []
+
+    def get(self, key: str) -> torch.Tensor | None:
+        if key not in self.params:
+            self.missing.append(key)
+            return None
+        self.used.add(key)
+        return self.params[key]
+
+    def has(self, module: str) -> bool:
+        return any(k.startswith(module + "/") for k in self.params)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self.params:
+            raise ValueError(f"not a matching Perceiver IO Haiku checkpoint: it has no {key!r}")
+        return tuple(self.params[key].shape)
+
+    def prefix(self, candidates: tuple[str, ...]) -> str:
+        """The first of ``candidates`` that names a module here (official names vary between models)."""
+        found = [p for p in candidates if self.has(p)]
+        if not found:
+            raise ValueError(f"not a matching Perceiver IO Haiku checkpoint: no module {' or '.join(candidates)}")
+        return found[0]
+
+    def unused(self) -> list[str]:
+        return sorted(set(self.params) - self.used)
+
+
+def _listing(keys: list[str], limit: int = 20) -> str:
+    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _n(base: str, i: int) -> str:
+    """Haiku's i-th module of a name: ``base``, ``base_1``, ``base_2``, ..."""
+    return base if i == 0 else f"{base}_{i}"
+
+
+# ------------------------------------------------------------------------------------- module builders (reusable)
+def put(hp: HaikuParams, hk: str, pt: str, out: StateDict, transform: Callable | None = None) -> None:
+    t = hp.get(hk)
+    if t is not None:
+        out[pt] = (hk, transform(t) if transform is not None else t)
+
+
+def linear(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    put(hp, f"{hk}/w", f"{pt}.weight", out, lambda w: w.T.contiguous())
+    put(hp, f"{hk}/b", f"{pt}.bias", out)
+
+
+def layer_norm(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    put(hp, f"{hk}/scale", f"{pt}.weight", out)
+    put(hp, f"{hk}/offset", f"{pt}.bias", out)
+
+
+def attention(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    for i, name in enumerate(("q_proj", "k_proj", "v_proj", "o_proj")):
+        linear(hp, f"{hk}/{_n('linear', i)}", f"{pt}.{name}", out)
+
+
+def mlp(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    linear(hp, f"{hk}/linear", f"{pt}.fc1", out)
+    linear(hp, f"{hk}/linear_1", f"{pt}.fc2", out)
+
+
+def cross_attention_block(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    """Official ``CrossAttention`` -> :class:`~perceiverio.core.blocks.CrossAttentionBlock`."""
+    for i, name in enumerate(("q_norm", "kv_norm", "mlp_norm")):
+        layer_norm(hp, f"{hk}/{_n('layer_norm', i)}", f"{pt}.{name}", out)
+    attention(hp, f"{hk}/attention", f"{pt}.attention", out)
+    mlp(hp, f"{hk}/mlp", f"{pt}.mlp", out)
+
+
+def self_attention_block(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+    """Official ``SelfAttention`` -> :class:`~perceiverio.core.blocks.SelfAttentionBlock`."""
+    layer_norm(hp, f"{hk}/layer_norm", f"{pt}.norm", out)
+    layer_norm(hp, f"{hk}/layer_norm_1", f"{pt}.mlp_norm", out)
+    attention(hp, f"{hk}/attention", f"{pt}.attention", out)
+    mlp(hp, f"{hk}/mlp", f"{pt}.mlp", out)
+
+
+def encoder(hp: HaikuParams, hk: str, pt: str, out: StateDict, num_self_attends: int) -> None:
+    """Official ``PerceiverEncoder`` -> :class:`~perceiverio.core.encoder.PerceiverEncoder`."""
+    put(hp, f"{hk}/~/trainable_position_encoding/pos_embs", f"{pt}.latents", out)
+    cross_attention_block(hp, f"{hk}/~/cross_attention", f"{pt}.cross_attention", out)
+    for i in range(num_self_attends):
+        self_attention_block(hp, f"{hk}/~/{_n('self_attention', i)}", f"{pt}.self_attention.{i}", out)
+
+
+def basic_decoder(hp: HaikuParams, hk: str, pt: str, out: StateDict, final_project: bool,
+                  queries: str | None = None) -> None:
+    """Official ``BasicDecoder`` -> :class:`~perceiverio.core.decoder.PerceiverDecoder` (+ its trainable queries
+    into the :class:`~perceiverio.core.position.TrainablePositionEncoding` at torch path ``queries``)."""
+    cross_attention_block(hp, f"{hk}/cross_attention", f"{pt}.cross_attention", out)
+    if final_project:
+        linear(hp, f"{hk}/output", f"{pt}.projection", out)
+    if queries is not None:
+        put(hp, f"{hk}/~/trainable_position_encoding/pos_embs", f"{queries}.embeddings", out)
+
+
+# ------------------------------------------------------------------------------------- config inference from shapes
+def infer_encoder_config(hp: HaikuParams, enc: str, num_input_channels: int, defaults: Any) -> Any:
+    """Sizes from shapes; head counts, ``num_blocks`` and ``use_query_residual`` from ``defaults`` (an
+    :class:`~perceiverio.core.config.EncoderConfig`), as no array reveals them."""
+    n, d = hp.shape(f"{enc}/~/trainable_position_encoding/pos_embs")
+    ca, sa = f"{enc}/~/cross_attention", f"{enc}/~/self_attention"
+    layers = next(i for i in range(len(hp.params) + 1) if not hp.has(f"{enc}/~/{_n('self_attention', i)}"))
+    if layers == 0:
+        raise ValueError(f"not a Perceiver IO Haiku checkpoint: no {sa}")
+    seen = (hp.shape(f"{ca}/attention/linear/w")[1], hp.shape(f"{ca}/attention/linear_2/w")[1],
+            hp.shape(f"{sa}/attention/linear/w")[1], hp.shape(f"{sa}/attention/linear_2/w")[1])
+    for qk in (seen[0], None):  # the official encoder passes one qk/v setting to the cross- and self-attends
+        for v in (seen[1], None):
+            qk_c, qk_s = qk or num_input_channels, qk or d
+            if (qk_c, v or qk_c, qk_s, v or qk_s) == seen:
+                return dataclasses.replace(
+                    defaults, num_latents=n, num_latent_channels=d, num_self_attends_per_block=layers,
+                    qk_channels=qk, v_channels=v,
+                    cross_attention_widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // d,
+                    self_attention_widening_factor=hp.shape(f"{sa}/mlp/linear/w")[1] // d)
+    raise ValueError(f"encoder attention widths (cross qk/v {seen[:2]}, self qk/v {seen[2:]}) are not expressible "
+                     "with one qk_channels/v_channels setting")
+
+
+def infer_decoder_config(hp: HaikuParams, dec: str, defaults: Any) -> Any:
+    """A :class:`~perceiverio.core.config.DecoderConfig` from a ``BasicDecoder`` (heads/residual from defaults)."""
+    ca = f"{dec}/cross_attention"
+    e = hp.shape(f"{ca}/layer_norm/scale")[0]
+    out = hp.shape(f"{dec}/output/w")[1] if f"{dec}/output/w" in hp.params else None
+    return dataclasses.replace(
+        defaults, num_query_channels=e, num_output_channels=out, qk_channels=hp.shape(f"{ca}/attention/linear/w")[1],
+        v_channels=hp.shape(f"{ca}/attention/linear_2/w")[1], widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // e)
+
+
+# ------------------------------------------------------------------------------------------------- per-model rules
+def _infer_text(hp: HaikuParams, config_cls: type, dec_prefixes: tuple[str, ...]) -> tuple[dict, Any]:
+    default = config_cls()  # released heads: encoder 8/8; MLM decoder 8, no query residual
+    vocab, c = hp.shape("embed/embeddings")
+    fields = dict(vocab_size=vocab, max_seq_len=hp.shape("trainable_position_encoding/pos_embs")[0],
+                  num_input_channels=c, encoder=infer_encoder_config(hp, hp.prefix(ENCODER_PREFIXES), c,
+                                                                     default.encoder))
+    return fields, infer_decoder_config(hp, hp.prefix(dec_prefixes), default.decoder)
+
+
+def _infer_mlm(hp: HaikuParams, config_cls: type) -> Any:
+    fields, dec = _infer_text(hp, config_cls, ("basic_decoder",))
+    return config_cls(**fields, decoder=dec)
+
+
+def _infer_classifier(hp: HaikuParams, config_cls: type) -> Any:
+    fields, dec = _infer_text(hp, config_cls, CLASSIFIER_DECODER_PREFIXES)
+    if dec.num_output_channels is None:
+        raise ValueError("the classification decoder has no 'output' Linear")
+    return config_cls(**fields, num_classes=dec.num_output_channels,
+                      decoder=dataclasses.replace(dec, num_output_channels=None))
+
+
+def _convert_text(hp: HaikuParams, model: nn.Module, dec: str, queries: str) -> StateDict:
+    out: StateDict = {}
+    put(hp, "embed/embeddings", "input_adapter.token_embedding.weight", out)
+    put(hp, "trainable_position_encoding/pos_embs", "input_adapter.position_embedding.embeddings", out)
+    encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
+    basic_decoder(hp, dec, "decoder", out, model.decoder.projection is not None, queries=queries)
+    return out
+
+
+def _convert_mlm(hp: HaikuParams, model: nn.Module) -> StateDict:
+    out = _convert_text(hp, model, "basic_decoder", "queries")
+    put(hp, "embedding_decoder/bias", "output_adapter.bias", out)
+    return out
+
+
+def _convert_classifier(hp: HaikuParams, model: nn.Module) -> StateDict:
+    return _convert_text(hp, model, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "query")
+
+
+def _convert_perceiver(hp: HaikuParams, model: nn.Module) -> StateDict:
+    out: StateDict = {}
+    encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
+    basic_decoder(hp, "basic_decoder", "decoder", out, model.decoder.projection is not None,
+                  queries="output_queries")
+    return out
+
+
+def _rules() -> list[tuple[type, type | None, Callable | None, Callable]]:
+    """(model class, config class, config inference (None: config required), converter), most specific first."""
+    from ..core.perceiver import PerceiverIO
+    from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier,
+                                  SequenceClassifierConfig)
+
+    return [(MaskedLanguageModel, MaskedLanguageModelConfig, _infer_mlm, _convert_mlm),
+            (SequenceClassifier, SequenceClassifierConfig, _infer_classifier, _convert_classifier),
+            (PerceiverIO, None, None, _convert_perceiver)]
+
+
+def _rule(cls: type) -> tuple[type, type | None, Callable | None, Callable]:
+    rule = next((r for r in _rules() if issubclass(cls, r[0])), None)
+    if rule is None:
+        raise ValueError(f"Haiku conversion does not support {cls.__name__}; supported: "
+                         f"{', '.join(r[0].__name__ for r in _rules())}")
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------------- entry points
+def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any) -> nn.Module:
+    """Build ``cls`` from official Haiku params (see :meth:`perceiverio.tasks.base.TaskModel.from_haiku`).
+
+    Without ``config``, every size is inferred from the array shapes; head counts, ``num_blocks`` and query
+    residuals (which no shape reveals) are the config class's defaults (the released models'). ``overrides``
+    replace config fields. Every model parameter must come from exactly one Haiku array: missing or unexpected
+    Haiku keys and shape mismatches raise a ``ValueError`` naming them.
+    """
+    rule = _rule(cls)
+    params, state = read_haiku(source)
+    hp = HaikuParams(params)
+    if config is None:
+        if rule[2] is None:
+            raise ValueError(f"{cls.__name__}.from_haiku needs a config: head counts are not visible in the arrays")
+        config = rule[2](hp, rule[1])
+    if overrides:
+        try:
+            config = dataclasses.replace(config, **overrides)
+        except TypeError as e:
+            raise ValueError(f"invalid override for {type(config).__name__}: {e}") from e
+    model = cls(config)
+    mapped = rule[3](hp, model)
+    problems = []
+    if hp.missing:
+        problems.append(f"missing Haiku keys: {_listing(hp.missing)}")
+    unexpected = hp.unused() + [f"state/{k}" for k in state]
+    if unexpected:
+        problems.append(f"unexpected Haiku keys: {_listing(unexpected)}")
+    expected = model.state_dict()
+    uncovered = sorted(set(expected) - set(mapped))
+    if uncovered and not hp.missing:
+        problems.append(f"model parameters without a Haiku source: {_listing(uncovered)}")
+    for name, (hk, t) in mapped.items():
+        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
+            problems.append(f"{hk} has shape {tuple(t.shape)}, but {name} needs {tuple(expected[name].shape)}")
+    if problems:
+        raise ValueError(f"cannot load Haiku params into {cls.__name__}: " + "; ".join(problems))
+    model.load_state_dict({name: t for name, (_, t) in mapped.items()}, strict=True)
+    return model.eval()
+
+
+class _KeyRecorder(HaikuParams):
+    """Answers every key with a placeholder, so that a converter reveals its torch-name -> Haiku-key map."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def get(self, key: str) -> torch.Tensor:
+        return torch.empty(0, 0)
+
+    def has(self, module: str) -> bool:
+        return True
+
+
+def to_haiku(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """The inverse of :func:`load_from_haiku`: ``model``'s weights as nested ``{module: {param: float32 array}}``
+    in the official naming (Linear ``w`` as ``[in, out]``)."""
+    state = model.state_dict()
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, (hk, _) in _rule(type(model))[3](_KeyRecorder(), model).items():
+        t = state[name].detach().to("cpu", torch.float32)
+        module, param = hk.rsplit("/", 1)
+        out.setdefault(module, {})[param] = (t.T if param == "w" and t.dim() == 2 else t).numpy().copy()
+    return out

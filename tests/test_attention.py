@@ -1,0 +1,209 @@
+"""MultiHeadAttention against naive references written from the formulas.
+
+official:      logits = (Q Kᵀ) / sqrt(d_qk per head); logits = where(mask, logits, -1e30); softmax over keys;
+               weighted sum of V; rows whose mask row is all zero are set to 0; then the output projection.
+               mask[b, o, m] = query_mask[b, o] & key_mask[b, m] (DeepMind's make_cross_attention_mask).
+transformers:  logits + (1 - key_mask) · finfo.min, softmax, weighted sum, projection; no wiping, no query mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from perceiverio.core import MultiHeadAttention
+
+B, O, M = 3, 5, 7
+CQ, CKV = 12, 10
+HEADS, QK, V, OUT = 4, 16, 24, 9  # qk != v channels, several heads
+
+
+def _heads(x: torch.Tensor, h: int) -> torch.Tensor:  # [B, T, C] -> [B, h, T, C/h] (contiguous slices)
+    b, t, c = x.shape
+    return x.reshape(b, t, h, c // h).permute(0, 2, 1, 3)
+
+
+def _naive_official(attn: MultiHeadAttention, x_q, x_kv, key_mask=None, query_mask=None) -> torch.Tensor:
+    h = attn.num_heads
+    q = _heads(x_q @ attn.q_proj.weight.T + attn.q_proj.bias, h)
+    k = _heads(x_kv @ attn.k_proj.weight.T + attn.k_proj.bias, h)
+    v = _heads(x_kv @ attn.v_proj.weight.T + attn.v_proj.bias, h)
+    logits = torch.einsum("bhqd,bhkd->bhqk", q, k) * (1.0 / math.sqrt(q.shape[-1]))
+    b, o, m = x_q.shape[0], x_q.shape[1], x_kv.shape[1]
+    qm = torch.ones(b, o, dtype=torch.bool) if query_mask is None else query_mask
+    km = torch.ones(b, m, dtype=torch.bool) if key_mask is None else key_mask
+    mask = qm[:, :, None] & km[:, None, :]  # [B, O, M]
+    logits = torch.where(mask[:, None], logits, torch.full_like(logits, -1e30))
+    weights = torch.softmax(logits, dim=-1)
+    out = torch.einsum("bhqk,bhkd->bhqd", weights, v)  # [B, h, O, dv]
+    out = out.permute(0, 2, 1, 3).reshape(b, o, -1)  # [B, O, v]
+    wipe = ~mask.any(dim=-1)  # [B, O]: query rows with no visible key
+    out = torch.where(wipe[..., None], torch.zeros_like(out), out)
+    return out @ attn.o_proj.weight.T + attn.o_proj.bias
+
+
+def _naive_transformers(attn: MultiHeadAttention, x_q, x_kv, key_mask=None) -> torch.Tensor:
+    h = attn.num_heads
+    q = _heads(x_q @ attn.q_proj.weight.T + attn.q_proj.bias, h)
+    k = _heads(x_kv @ attn.k_proj.weight.T + attn.k_proj.bias, h)
+    v = _heads(x_kv @ attn.v_proj.weight.T + attn.v_proj.bias, h)
+    logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if key_mask is not None:
+        logits = logits + (1.0 - key_mask.to(logits.dtype))[:, None, None, :] * torch.finfo(logits.dtype).min
+    weights = torch.softmax(logits, dim=-1)
+    out = torch.matmul(weights, v).permute(0, 2, 1, 3).reshape(x_q.shape[0], x_q.shape[1], -1)
+    return out @ attn.o_proj.weight.T + attn.o_proj.bias
+
+
+def _module(masking: str = "official") -> MultiHeadAttention:
+    attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT, masking=masking).double()
+    with torch.no_grad():  # non-zero biases so "wiped" rows are distinguishable from a zero output
+        for p in attn.parameters():
+            p.normal_(0.0, 0.5)
+    return attn.eval()
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(B, O, CQ, generator=g, dtype=torch.float64),
+            torch.randn(B, M, CKV, generator=g, dtype=torch.float64))
+
+
+KEY_MASK = torch.tensor([
+    [1, 1, 1, 1, 1, 1, 1],  # nothing masked
+    [1, 1, 1, 0, 0, 0, 0],  # trailing padding
+    [0, 1, 0, 1, 1, 0, 1],  # scattered
+], dtype=torch.bool)
+QUERY_MASK = torch.tensor([
+    [1, 1, 1, 1, 1],
+    [1, 0, 1, 0, 1],
+    [0, 0, 1, 1, 1],
+], dtype=torch.bool)
+FULLY_MASKED = torch.tensor([
+    [1, 1, 0, 1, 1, 1, 1],
+    [0, 0, 0, 0, 0, 0, 0],  # a fully padded example
+    [1, 0, 0, 0, 0, 0, 0],
+], dtype=torch.bool)
+
+
+def test_no_mask_matches_formula():
+    attn = _module()
+    xq, xkv = _inputs()
+    torch.testing.assert_close(attn(xq, xkv), _naive_official(attn, xq, xkv), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("key_mask", [KEY_MASK, FULLY_MASKED], ids=["partial", "fully_masked_example"])
+def test_key_mask_matches_official_formula(key_mask):
+    attn = _module()
+    xq, xkv = _inputs()
+    torch.testing.assert_close(attn(xq, xkv, key_mask=key_mask), _naive_official(attn, xq, xkv, key_mask),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_masked_keys_have_no_influence():
+    attn = _module()
+    xq, xkv = _inputs()
+    ref = attn(xq, xkv, key_mask=KEY_MASK)
+    garbage = xkv.clone()
+    garbage[~KEY_MASK] = 1e3 * torch.randn_like(garbage[~KEY_MASK])
+    torch.testing.assert_close(attn(xq, garbage, key_mask=KEY_MASK), ref, rtol=1e-10, atol=1e-10)
+    # dropping the masked keys of example 1 outright gives the same rows
+    torch.testing.assert_close(attn(xq[1:2], xkv[1:2, :3]), ref[1:2], rtol=1e-10, atol=1e-10)
+
+
+def test_query_mask_matches_official_formula():
+    attn = _module()
+    xq, xkv = _inputs()
+    out = attn(xq, xkv, query_mask=QUERY_MASK)
+    torch.testing.assert_close(out, _naive_official(attn, xq, xkv, query_mask=QUERY_MASK), rtol=1e-10, atol=1e-10)
+    # a masked query's output is the output-projection bias ("wiped then biased"), not zero
+    bias = attn.o_proj.bias.detach().expand(int((~QUERY_MASK).sum()), -1)
+    torch.testing.assert_close(out[~QUERY_MASK], bias, rtol=0, atol=0)
+    # unmasked query rows are unaffected by the query mask
+    torch.testing.assert_close(out[QUERY_MASK], attn(xq, xkv)[QUERY_MASK], rtol=1e-10, atol=1e-10)
+
+
+def test_query_and_key_masks_together():
+    attn = _module()
+    xq, xkv = _inputs()
+    out = attn(xq, xkv, key_mask=FULLY_MASKED, query_mask=QUERY_MASK)
+    ref = _naive_official(attn, xq, xkv, FULLY_MASKED, QUERY_MASK)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_fully_masked_example_gives_projection_bias_in_official_mode():
+    attn = _module()
+    xq, xkv = _inputs()
+    out = attn(xq, xkv, key_mask=FULLY_MASKED)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1], attn.o_proj.bias.detach().expand(O, -1), rtol=0, atol=0)
+    # the other examples are untouched by example 1 being empty
+    torch.testing.assert_close(out[[0, 2]], attn(xq[[0, 2]], xkv[[0, 2]], key_mask=FULLY_MASKED[[0, 2]]),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_heads_are_contiguous_channel_slices():
+    """With one head the logits would mix all channels; check heads really are independent slices."""
+    attn = _module()
+    xq, xkv = _inputs()
+    one_head = MultiHeadAttention(CQ, CKV, 1, QK, V, OUT).double()
+    one_head.load_state_dict(attn.state_dict())
+    assert not torch.allclose(one_head(xq, xkv), attn(xq, xkv))
+    torch.testing.assert_close(one_head(xq, xkv), _naive_official(one_head, xq, xkv), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("key_mask", [None, KEY_MASK, FULLY_MASKED], ids=["none", "partial", "fully_masked"])
+def test_transformers_mode_matches_hf_formula(key_mask):
+    attn = _module("transformers")
+    xq, xkv = _inputs()
+    out = attn(xq, xkv, key_mask=key_mask)
+    torch.testing.assert_close(out, _naive_transformers(attn, xq, xkv, key_mask), rtol=1e-10, atol=1e-10)
+
+
+def test_transformers_mode_fully_masked_attends_uniformly_and_ignores_query_mask():
+    attn = _module("transformers")
+    xq, xkv = _inputs()
+    out = attn(xq, xkv, key_mask=FULLY_MASKED, query_mask=QUERY_MASK)
+    assert torch.isfinite(out).all()
+    # no wiping: example 1 averages V over all (padded) keys
+    v_mean = (xkv[1] @ attn.v_proj.weight.T + attn.v_proj.bias).mean(dim=0)
+    expected = (v_mean @ attn.o_proj.weight.T + attn.o_proj.bias).expand(O, -1)
+    torch.testing.assert_close(out[1], expected, rtol=1e-10, atol=1e-10)
+    # query masks are ignored in this mode
+    torch.testing.assert_close(out, attn(xq, xkv, key_mask=FULLY_MASKED), rtol=0, atol=0)
+    # and the two modes really differ on the fully masked example
+    official = _module("official")
+    official.load_state_dict(attn.state_dict())
+    assert not torch.allclose(official(xq, xkv, key_mask=FULLY_MASKED)[1], out[1])
+
+
+@pytest.mark.parametrize("masking", ["official", "transformers"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fully_padded_example_has_no_nans(masking, dtype):
+    attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT, masking=masking).to(dtype)
+    xq, xkv = (t.to(dtype).requires_grad_() for t in _inputs())
+    mask = torch.zeros(B, M, dtype=torch.bool)  # every example fully padded
+    out = attn(xq, xkv, key_mask=mask, query_mask=torch.zeros(B, O, dtype=torch.bool))
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(xq.grad).all() and torch.isfinite(xkv.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in attn.parameters() if p.grad is not None)
+
+
+def test_float32_matches_reference():
+    attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT)
+    xq, xkv = (t.float() for t in _inputs())
+    ref = _naive_official(attn.double(), xq.double(), xkv.double(), KEY_MASK, QUERY_MASK)
+    attn.float()
+    torch.testing.assert_close(attn(xq, xkv, KEY_MASK, QUERY_MASK), ref.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_invalid_head_split_and_masking_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(CQ, CKV, 5, QK, 20, OUT)  # qk 16 not divisible by 5
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(CQ, CKV, 4, QK, 10, OUT)  # v 10 not divisible by 4
+    with pytest.raises(ValueError, match="masking"):
+        MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT, masking="hf")

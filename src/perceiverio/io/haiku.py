@@ -271,13 +271,31 @@ def _convert_perceiver(hp: HaikuParams, model: nn.Module) -> StateDict:
     return out
 
 
-def _rules() -> list[tuple[type, type | None, Callable | None, Callable]]:
+Rule = tuple[type, "type | None", "Callable | None", Callable]
+_REGISTERED: list[Rule] = []
+# modules of this package that register more models when imported (e.g. haiku_image.py); absent ones are skipped
+EXTENSIONS = ("haiku_image", "haiku_flow", "haiku_multimodal", "haiku_sets")
+
+
+def register(model_cls: type, config_cls: type | None, infer: Callable | None, convert: Callable) -> None:
+    """Add a model: ``infer(hp, config_cls) -> config`` (None: a config is required) and
+    ``convert(hp, model) -> StateDict``; called at import time by the modules named in :data:`EXTENSIONS`."""
+    _REGISTERED.insert(0, (model_cls, config_cls, infer, convert))
+
+
+def _rules() -> list[Rule]:
     """(model class, config class, config inference (None: config required), converter), most specific first."""
+    import importlib
+    import importlib.util
+
     from ..core.perceiver import PerceiverIO
     from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier,
                                   SequenceClassifierConfig)
 
-    return [(MaskedLanguageModel, MaskedLanguageModelConfig, _infer_mlm, _convert_mlm),
+    for name in EXTENSIONS:
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            importlib.import_module(f"{__package__}.{name}")
+    return [*_REGISTERED, (MaskedLanguageModel, MaskedLanguageModelConfig, _infer_mlm, _convert_mlm),
             (SequenceClassifier, SequenceClassifierConfig, _infer_classifier, _convert_classifier),
             (PerceiverIO, None, None, _convert_perceiver)]
 

@@ -229,6 +229,24 @@ _HEADS: dict[type, _Head] = {
 }
 
 
+# modules of this package that register more heads when imported (e.g. transformers_image.py); absent ones skipped
+EXTENSIONS = ("transformers_image", "transformers_flow", "transformers_multimodal")
+
+
+def register_head(model_cls: type, head: _Head) -> None:
+    """Add a head (called at import time by the modules named in :data:`EXTENSIONS`)."""
+    _HEADS[model_cls] = head
+
+
+def _load_extensions() -> None:
+    import importlib
+    import importlib.util
+
+    for name in EXTENSIONS:
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            importlib.import_module(f"{__package__}.{name}")
+
+
 # --------------------------------------------------------------------------- sources
 def _hf_dict(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A transformers config dict with PerceiverConfig's defaults filled in."""
@@ -293,6 +311,7 @@ def load_from_transformers(cls: type[nn.Module], source: Any, config: Any = None
     ``overrides`` then replace config fields, e.g. ``masking="official"``. Returned in eval mode (like
     ``from_pretrained``). Raises ValueError on a wrong head, missing/unexpected keys or mismatched shapes.
     """
+    _load_extensions()
     head = next((h for k, h in _HEADS.items() if issubclass(cls, k)), None)
     if head is None:
         raise ValueError(f"{cls.__name__} cannot be loaded from transformers; supported: "

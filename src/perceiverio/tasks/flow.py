@@ -1,0 +1,281 @@
+"""Optical flow (paper §4.2): two frames in, one flow vector per pixel out.
+
+Each frame's zero-padded 3×3 neighbourhood of every pixel (27 values, order (ph, pw, c)) is taken, the two frames'
+patches are concatenated as (dt, ph, pw, c) = 54 channels, mapped by Linear(54 → 64) and concatenated with 2D Fourier
+features (64 bands, ``max_resolution`` = the training crop 368×496): one 322-channel token per pixel. The decoder's
+queries are these same tokens (one query per pixel, official ``FlowDecoder``); a Linear maps each to 2 channels,
+which are divided by ``rescale_factor`` (100, inside the official model) and multiplied by ``output_scale`` (20,
+outside it, in the official demo) to give pixels.
+
+Images of any size are handled by :meth:`OpticalFlow.predict`: overlapping crops of the training size, blended with
+the official distance-to-edge weights. The tiling maths are the pure functions :func:`tile_starts`,
+:func:`tile_origins`, :func:`tile_weights`, :func:`blend_weights` and :func:`blend_tiles`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from ..adapters.image import ImageAdapterConfig, ImageInputAdapter, extract_patches_3x3
+from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
+from ..core.decoder import PerceiverDecoder
+from ..core.encoder import PerceiverEncoder
+from ..core.position import num_fourier_channels
+from .base import TaskModel
+
+TRAIN_SIZE = (368, 496)  # (H, W) of the official training crops
+
+_SINTEL_ENCODER = EncoderConfig(
+    num_latents=2048, num_latent_channels=512, num_cross_attention_heads=1, num_self_attention_heads=16,
+    num_self_attends_per_block=24, num_blocks=1,
+)
+
+
+@dataclass(frozen=True)
+class OpticalFlowConfig:
+    """The released optical-flow Perceiver IO (defaults) and its variants.
+
+    train_size: ``(H, W)`` of the training crops: the Fourier features' ``max_resolution`` and the default tile.
+    num_patch_channels: output width of the Linear after patching (official ``num_channels``).
+    num_bands: Fourier bands per spatial dimension. Tokens have ``num_patch_channels + 2·(2·num_bands + 1)``
+        channels, which ``decoder.num_query_channels`` must equal (the queries are the tokens).
+    rescale_factor: the decoder output is divided by it (official ``FlowDecoder``, 100).
+    output_scale: then multiplied by it to give pixels (the official demo's ``FLOW_SCALE_FACTOR``, 20;
+        transformers' ``PerceiverForOpticalFlow`` returns the value before it: set 1 to get that).
+    decoder_chunk_size: queries decoded at a time (None: all at once); the result does not depend on it.
+    tile_size: crop size of :meth:`OpticalFlow.predict` (None: ``train_size``); min_overlap: its minimum overlap
+        (checked against the tile when ``predict`` runs).
+    zero_init_output: zero the output Linear's weight at construction (the official colab's
+        ``output_w_init=jnp.zeros``; the ``FlowDecoder`` default, used here, is the fan-in initialiser).
+    """
+
+    train_size: tuple[int, int] = TRAIN_SIZE
+    num_patch_channels: int = 64
+    num_bands: int = 64
+    encoder: EncoderConfig = _SINTEL_ENCODER
+    decoder: DecoderConfig = DecoderConfig(num_query_channels=322, num_output_channels=2, num_heads=1,
+                                           use_query_residual=False)
+    rescale_factor: float = 100.0
+    output_scale: float = 20.0
+    decoder_chunk_size: int | None = 16384
+    tile_size: tuple[int, int] | None = None
+    min_overlap: int = 20
+    zero_init_output: bool = False
+    activation: Activation = "gelu_tanh"
+    masking: Masking = "official"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_size", _pair(self.train_size, "train_size"))
+        if self.tile_size is not None:
+            object.__setattr__(self, "tile_size", _pair(self.tile_size, "tile_size"))
+        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
+        check_choice(self.masking, ("official", "transformers"), "masking")
+        for name in ("num_patch_channels", "num_bands"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ValueError(f"OpticalFlowConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.decoder.num_query_channels != self.num_input_channels:
+            raise ValueError(
+                f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the token width "
+                f"num_patch_channels + 2·(2·num_bands + 1) = {self.num_input_channels}: the queries are the tokens")
+        if self.decoder.num_output_channels != 2:
+            raise ValueError(f"decoder.num_output_channels must be 2 (u, v), got {self.decoder.num_output_channels}")
+        if not self.rescale_factor:
+            raise ValueError("rescale_factor must be non-zero")
+        if self.decoder_chunk_size is not None and self.decoder_chunk_size <= 0:
+            raise ValueError(f"decoder_chunk_size must be positive or None, got {self.decoder_chunk_size}")
+        if not isinstance(self.min_overlap, int) or self.min_overlap < 0:
+            raise ValueError(f"min_overlap must be a non-negative int, got {self.min_overlap!r}")
+
+    @property
+    def num_input_channels(self) -> int:
+        """Token width C (= query width E): patch features + Fourier features."""
+        return self.num_patch_channels + num_fourier_channels(2, self.num_bands)
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return self.tile_size or self.train_size
+
+    def adapter_config(self) -> ImageAdapterConfig:
+        """The official ``ImagePreprocessor(prep_type='patches', temporal_downsample=2, conv_after_patching)`` fed
+        with the 27-channel patches of two frames (time is squeezed, so the token grid is (H, W))."""
+        return ImageAdapterConfig(
+            image_shape=(2, *self.train_size), num_image_channels=27, prep_type="patches", spatial_downsample=1,
+            temporal_downsample=2, num_channels=self.num_patch_channels, conv_after_patching=True,
+            position_encoding="fourier", num_bands=self.num_bands, max_resolution=self.train_size)
+
+    @classmethod
+    def sintel(cls, **overrides) -> OpticalFlowConfig:
+        """The released model (AutoFlow-trained, evaluated on Sintel/KITTI): 2048×512 latents, 24 layers, 41.1M."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> OpticalFlowConfig:
+        """A ~28k-parameter model on 24×32 crops for tests and CPU demos."""
+        fields = dict(
+            train_size=(24, 32), num_patch_channels=16, num_bands=4, decoder_chunk_size=256, min_overlap=4,
+            encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
+                                  num_self_attention_heads=4, num_self_attends_per_block=2),
+            decoder=DecoderConfig(num_query_channels=34, num_output_channels=2, num_heads=1,
+                                  use_query_residual=False),
+        )
+        return cls(**{**fields, **overrides})
+
+
+def _pair(value: object, name: str) -> tuple[int, int]:
+    try:
+        pair = tuple(int(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (height, width), got {value!r}") from None
+    if len(pair) != 2 or min(pair) <= 0:
+        raise ValueError(f"{name} must be two positive sizes (height, width), got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------- tiling (pure functions)
+def check_overlap(tile: tuple[int, int], min_overlap: int) -> None:
+    if not isinstance(min_overlap, int) or not 0 <= min_overlap < min(tile):
+        raise ValueError(f"min_overlap must be an int in [0, {min(tile)}) for tiles of {tile}, got {min_overlap!r}")
+
+
+def tile_starts(size: int, tile: int, min_overlap: int = 20) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``[0, size)``, consecutive tiles overlapping by at least
+    ``min_overlap``: every ``tile - min_overlap`` from 0, then one tile flush with the end.
+
+    This is the official demo's ``compute_grid_indices`` without its duplicate (``size == tile``) or
+    out-of-bounds (e.g. ``size = 700``) tiles; where those are valid the blended result is the same.
+    """
+    if tile <= 0 or size < tile:
+        raise ValueError(f"an image of length {size} cannot be covered by tiles of length {tile} (> 0, <= size)")
+    if not 0 <= min_overlap < tile:
+        raise ValueError(f"min_overlap must lie in [0, {tile}), got {min_overlap}")
+    return [*range(0, size - tile, tile - min_overlap), size - tile]
+
+
+def tile_origins(image_size: tuple[int, int], tile: tuple[int, int], min_overlap: int = 20) -> list[tuple[int, int]]:
+    """Top-left corners ``(y, x)`` of the tiles covering an ``(H, W)`` image, row-major."""
+    ys, xs = (tile_starts(image_size[i], tile[i], min_overlap) for i in (0, 1))
+    return [(y, x) for y in ys for x in xs]
+
+
+def tile_weights(tile: tuple[int, int], device: torch.device | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The official blending weights of one tile: ``w(y, x) = min(x + 1, W - x, y + 1, H - y)``, ``[H, W]``."""
+    h, w = tile
+    y, x = torch.arange(h, device=device), torch.arange(w, device=device)
+    wy, wx = torch.minimum(y + 1, h - y), torch.minimum(x + 1, w - x)
+    return torch.minimum(wy[:, None], wx[None, :]).to(dtype)
+
+
+def blend_weights(image_size: tuple[int, int], tile: tuple[int, int],
+                  origins: list[tuple[int, int]]) -> torch.Tensor:
+    """Each tile's normalised weight over the whole image, ``[T, H, W]`` (zero outside the tile); the weights of
+    a covered pixel sum to 1. For inspection; :func:`blend_tiles` streams instead."""
+    out = torch.zeros(len(origins), *image_size)
+    w = tile_weights(tile)
+    for i, (y, x) in enumerate(origins):
+        out[i, y:y + tile[0], x:x + tile[1]] = w
+    return out / out.sum(0, keepdim=True).clamp(min=1e-30)
+
+
+def blend_tiles(pieces: Iterable[tuple[int, int, torch.Tensor]], image_size: tuple[int, int]) -> torch.Tensor:
+    """Weighted average of overlapping tiles: ``pieces`` yields ``(y, x, values [..., h, w])`` (consumed lazily, so
+    only one tile's output is alive at a time); returns ``[..., H, W]``. Every pixel must be covered."""
+    acc: torch.Tensor | None = None
+    total: torch.Tensor | None = None
+    h_img, w_img = image_size
+    for y, x, piece in pieces:
+        h, w = piece.shape[-2:]
+        if y < 0 or x < 0 or y + h > h_img or x + w > w_img:
+            raise ValueError(f"tile at ({y}, {x}) of size ({h}, {w}) lies outside the image {image_size}")
+        wt = tile_weights((h, w), piece.device, piece.dtype)
+        if acc is None:
+            acc = piece.new_zeros(*piece.shape[:-2], h_img, w_img)
+            total = piece.new_zeros(h_img, w_img)
+        acc[..., y:y + h, x:x + w] += piece * wt
+        total[y:y + h, x:x + w] += wt
+    if acc is None or bool((total == 0).any()):
+        raise ValueError(f"the tiles do not cover the whole {image_size} image")
+    return acc / total
+
+
+# ------------------------------------------------------------------------------------------------------ the model
+class OpticalFlow(TaskModel):
+    """Perceiver IO optical flow: ``forward(frames [B, 2, 3, H, W] in [-1, 1])`` -> flow ``[B, 2, H, W]`` in pixels
+    (channel 0: horizontal u, positive to the right; channel 1: vertical v, positive downwards) from frame 0 to
+    frame 1.
+
+    ``forward`` runs the whole image at once (any size; the model was trained on 368×496 crops);
+    :meth:`predict` tiles larger images with crops of ``config.tile`` as the official demo does.
+    """
+
+    def __init__(self, config: OpticalFlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.input_adapter = ImageInputAdapter(config.adapter_config())
+        c = self.input_adapter.num_input_channels
+        self.encoder = PerceiverEncoder(config.encoder, c, config.activation, config.masking)
+        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
+                                        config.masking)
+        if config.zero_init_output:
+            with torch.no_grad():
+                self.decoder.projection.weight.zero_()
+
+    @staticmethod
+    def check_frames(frames: object) -> torch.Tensor:
+        """A float tensor ``[B, 2, 3, H, W]`` with B, H, W > 0, else a ValueError saying what is wrong."""
+        what = "frames must be a [B, 2, 3, H, W] tensor (two RGB frames per example, channels first)"
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(f"{what}, got {type(frames).__name__}")
+        if frames.dim() != 5:
+            raise ValueError(f"{what}, got shape {tuple(frames.shape)} (rank {frames.dim()})")
+        if not frames.dtype.is_floating_point:
+            raise ValueError(f"frames must be floating point in [-1, 1] (pixel / 255 * 2 - 1), got {frames.dtype}")
+        b, t, c, h, w = frames.shape
+        if b == 0 or h == 0 or w == 0:
+            raise ValueError(f"frames must have a non-empty batch and image, got shape {tuple(frames.shape)}")
+        if t != 2:
+            raise ValueError(f"{what}: dim 1 must hold exactly 2 frames, got {t}")
+        if c != 3:
+            raise ValueError(f"{what}: dim 2 must hold 3 colour channels, got {c}")
+        return frames
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``[B, 2, 3, H, W]`` -> tokens ``[B, H·W, C]`` (patch features then Fourier positions)."""
+        patches = extract_patches_3x3(frames)  # [B, 2, H, W, 27], order (ph, pw, c)
+        return self.input_adapter(patches.movedim(-1, 2))  # [B, H·W, C]
+
+    def forward(self, frames: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """Flow ``[B, 2, H, W]`` in pixels; ``chunk_size`` overrides ``config.decoder_chunk_size``."""
+        b, _, _, h, w = self.check_frames(frames).shape
+        x = self.preprocess(frames)  # [B, M, C]
+        z = self.encoder(x)  # [B, N, D]
+        chunk = self.config.decoder_chunk_size if chunk_size is None else chunk_size
+        flow = self.decoder(x, z, chunk_size=chunk)  # [B, M, 2]: queries = the tokens
+        flow = flow / self.config.rescale_factor * self.config.output_scale
+        return flow.transpose(1, 2).reshape(b, 2, h, w)
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor, tile: tuple[int, int] | None = None, min_overlap: int | None = None,
+                progress: bool = False) -> torch.Tensor:
+        """Flow ``[B, 2, H, W]`` of an image of any size at least ``tile`` (default ``config.tile``, 368×496):
+        crops at :func:`tile_origins` (overlap >= ``min_overlap``, default ``config.min_overlap``), each through
+        :meth:`forward`, blended by :func:`blend_tiles`. A smaller image raises ValueError (pad or resize it, or
+        call the model directly). ``progress=True`` shows a tqdm bar over the tiles."""
+        h, w = self.check_frames(frames).shape[-2:]
+        tile = _pair(tile, "tile") if tile is not None else self.config.tile
+        min_overlap = self.config.min_overlap if min_overlap is None else min_overlap
+        check_overlap(tile, min_overlap)
+        if h < tile[0] or w < tile[1]:
+            raise ValueError(f"the image ({h}×{w}) is smaller than the tile {tile[0]}×{tile[1]}: pad or resize it "
+                             "to at least the tile size (as the official demo requires), or call the model directly")
+        origins = tile_origins((h, w), tile, min_overlap)
+        if progress:
+            from tqdm.auto import tqdm
+
+            origins = tqdm(origins, desc="flow tiles", unit="tile")
+        pieces = ((y, x, self(frames[..., y:y + tile[0], x:x + tile[1]])) for y, x in origins)
+        return blend_tiles(pieces, (h, w))
+

@@ -1,0 +1,109 @@
+"""Optimisers and schedules of the paper's recipes: LAMB (as ``optax.lamb``), AdamW, decoupled weight decay without
+decay on biases and normalisation parameters, constant-then-cosine and warm-up-then-cosine schedules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al., 2019) exactly as ``optax.lamb``, which the official Perceiver IO training uses:
+
+        m, v  = Adam moments;  u = m̂ / (√v̂ + eps) + weight_decay · w
+        r     = ‖w‖ / ‖u‖   (1 when either norm is 0)
+        w    ← w − lr · r · u
+
+    The weight decay is decoupled (added to the update, scaled by the trust ratio), per parameter group.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0) -> None:
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"invalid LAMB hyper-parameters: lr={lr}, betas={betas}, eps={eps}, "
+                             f"weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise ValueError("Lamb does not support sparse gradients")
+                # moments and arithmetic in float32 for half-precision weights, else in the weights' dtype
+                dtype = torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                grad, w = p.grad.to(dtype), p.to(dtype)
+                m.mul_(b1).add_(grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                update = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update = update.add(w, alpha=group["weight_decay"])
+                w_norm, u_norm = w.norm(), update.norm()
+                ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                p.add_((update * ratio).to(p.dtype), alpha=-group["lr"])
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weights with ``weight_decay``; biases and normalisation scales/offsets (every parameter with
+    fewer than 2 dimensions) without decay, as in the official recipe."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, name: str = "lamb", lr: float = 1e-3, weight_decay: float = 0.0,
+                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6) -> torch.optim.Optimizer:
+    """``lamb`` or ``adamw`` over :func:`param_groups` (decoupled decay, none on biases and norms)."""
+    groups = param_groups(model, weight_decay)
+    if name == "lamb":
+        return Lamb(groups, lr=lr, betas=betas, eps=eps)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    raise ValueError(f"optimizer must be 'lamb' or 'adamw', got {name!r}")
+
+
+def lr_factor(step: int, total_steps: int, schedule: str = "warmup_cosine", warmup_steps: int = 0,
+              constant_fraction: float = 0.5) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``.
+
+    ``warmup_cosine``: linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (MLM: 1k
+    warm-up). ``constant_cosine``: flat for ``constant_fraction`` of training, then cosine to 0 (ImageNet: half).
+    ``constant``: always 1.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    if schedule == "constant":
+        return 1.0
+    if schedule == "warmup_cosine":
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        start = warmup_steps
+    elif schedule == "constant_cosine":
+        start = int(constant_fraction * total_steps)
+        if step < start:
+            return 1.0
+    else:
+        raise ValueError(f"schedule must be 'warmup_cosine', 'constant_cosine' or 'constant', got {schedule!r}")
+    progress = min(max(step - start, 0) / max(total_steps - start, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,73 @@
+"""LAMB against the optax closed form, decay groups, schedules."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from perceiverio.training.optim import Lamb, build_optimizer, lr_factor, param_groups
+
+
+def _reference_lamb(w, grads, lr, b1=0.9, b2=0.999, eps=1e-6, wd=0.0):
+    """optax.lamb written out in numpy (float64)."""
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        u = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps) + wd * w
+        wn, un = np.linalg.norm(w), np.linalg.norm(u)
+        r = wn / un if wn > 0 and un > 0 else 1.0
+        w = w - lr * r * u
+    return w
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_lamb_matches_optax_formula(wd):
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) for _ in range(5)]
+    p = nn.Parameter(torch.tensor(w0))
+    opt = Lamb([p], lr=0.01, weight_decay=wd)
+    for g in grads:
+        p.grad = torch.tensor(g)
+        opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), _reference_lamb(w0, grads, 0.01, wd=wd), rtol=1e-10, atol=1e-12)
+
+
+def test_lamb_zero_weights_use_unit_trust_ratio():
+    p = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    p.grad = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    Lamb([p], lr=0.1).step()
+    # first Adam step: m̂/√v̂ = sign(g) (up to eps), ratio 1
+    np.testing.assert_allclose(p.detach().numpy(), [-0.1, 0.1, -0.1], rtol=1e-5)
+
+
+def test_no_decay_on_biases_and_norms():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
+    assert len(no_decay["params"]) == 3  # linear bias, norm weight, norm bias
+
+
+def test_build_optimizer_names():
+    model = nn.Linear(2, 2)
+    assert isinstance(build_optimizer(model, "lamb"), Lamb)
+    assert isinstance(build_optimizer(model, "adamw"), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="lamb"):
+        build_optimizer(model, "sgd")
+
+
+def test_schedules():
+    assert [lr_factor(s, 10, "warmup_cosine", warmup_steps=4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 10, "warmup_cosine", warmup_steps=4) == 1.0
+    assert lr_factor(7, 10, "warmup_cosine", warmup_steps=4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(10, 10, "warmup_cosine", warmup_steps=4) == pytest.approx(0.0)
+    assert all(lr_factor(s, 100, "constant_cosine") == 1.0 for s in range(50))
+    assert lr_factor(75, 100, "constant_cosine") == pytest.approx(0.5)
+    assert lr_factor(3, 10, "constant") == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, 10, "linear")

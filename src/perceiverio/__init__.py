@@ -1,13 +1,22 @@
 """perceiverio: Perceiver IO (Jaegle et al., 2021) in PyTorch, faithful to DeepMind's release."""
 
+from .adapters import AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig
 from .core import DecoderConfig, EncoderConfig, PerceiverIO, PerceiverIOConfig
 from .tasks import (
+    ImageClassifier,
+    ImageClassifierConfig,
     MaskedLanguageModel,
     MaskedLanguageModelConfig,
+    MultimodalAutoencoder,
+    MultimodalAutoencoderConfig,
     MultitaskClassifier,
     MultitaskClassifierConfig,
+    OpticalFlow,
+    OpticalFlowConfig,
     SequenceClassifier,
     SequenceClassifierConfig,
+    SetModel,
+    SetModelConfig,
 )
 from .tokenizer import BatchEncoding, ByteTokenizer
 from .training import WholeWordMaskingCollator
@@ -15,7 +24,9 @@ from .training import WholeWordMaskingCollator
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchEncoding", "ByteTokenizer", "DecoderConfig", "EncoderConfig", "MaskedLanguageModel",
-    "MaskedLanguageModelConfig", "MultitaskClassifier", "MultitaskClassifierConfig", "PerceiverIO",
-    "PerceiverIOConfig", "SequenceClassifier", "SequenceClassifierConfig", "WholeWordMaskingCollator",
+    "AudioAdapterConfig", "BatchEncoding", "ByteTokenizer", "DecoderConfig", "EncoderConfig", "ImageAdapterConfig",
+    "ImageClassifier", "ImageClassifierConfig", "LabelAdapterConfig", "MaskedLanguageModel",
+    "MaskedLanguageModelConfig", "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier",
+    "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverIO", "PerceiverIOConfig",
+    "SequenceClassifier", "SequenceClassifierConfig", "SetModel", "SetModelConfig", "WholeWordMaskingCollator",
 ]

@@ -52,17 +52,23 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class ConvStem(nn.Module):
     """Official ``Conv2DDownsample``: Conv 7×7/2 (SAME, no bias) → BatchNorm → ReLU → MaxPool 3×3/2 (SAME).
 
-    224 → 112 → 56. ``unpadded_pool=True`` reproduces transformers' pool without padding (56 → 55 at 224).
+    224 → 112 → 56. ``unpadded_pool=True`` reproduces transformers' pool without padding (56 → 55 at 224);
+    ``symmetric_conv_padding=True`` pads the conv by 3 on every side, as transformers' ``Conv2dSamePadding`` does
+    (TF SAME pads (2, 3) for even sizes, so the two grids are one pixel apart).
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 64, unpadded_pool: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int = 64, unpadded_pool: bool = False,
+                 symmetric_conv_padding: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=2, bias=False)
         self.batchnorm = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)
         self.unpadded_pool = unpadded_pool
+        self.symmetric_conv_padding = symmetric_conv_padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, C', H/4, W/4]
         ph, pw = same_padding(x.shape[2], 7, 2), same_padding(x.shape[3], 7, 2)
+        if self.symmetric_conv_padding:
+            ph = pw = (3, 3)
         x = self.conv(F.pad(x, (*pw, *ph)))
         x = F.relu(self.batchnorm(x))
         if not self.unpadded_pool:
@@ -107,6 +113,7 @@ class ImageAdapterConfig:
     project_pos_dim: int | None = None
     concat_or_add_pos: Literal["concat", "add"] = "concat"
     unpadded_pool: bool = False
+    symmetric_conv_padding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(self.image_shape))
@@ -143,7 +150,7 @@ class ImageInputAdapter(nn.Module):
         self.conv: nn.Module | None = None
         self.patches_linear: nn.Linear | None = None
         if config.prep_type == "conv":
-            self.conv = ConvStem(c, config.num_channels, config.unpadded_pool)
+            self.conv = ConvStem(c, config.num_channels, config.unpadded_pool, config.symmetric_conv_padding)
             feat = config.num_channels
         elif config.prep_type == "conv1x1":
             self.conv = nn.Conv2d(c, config.num_channels, kernel_size=1, stride=config.spatial_downsample)

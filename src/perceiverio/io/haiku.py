@@ -54,10 +54,11 @@ def read_haiku(source: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Te
                           "state": {k[6:]: v for k, v in raw.items() if k.startswith("state/")}}
             else:
                 source = raw
-        elif path.suffix in (".pickle", ".pkl"):
+        elif path.suffix in (".pickle", ".pkl", ".pystate"):  # .pystate: the released optical-flow checkpoint
             source = load_pickle(path)
         else:
-            raise ValueError(f"unsupported Haiku checkpoint file {path.name}: expected .pickle, .pkl or .npz")
+            raise ValueError(f"unsupported Haiku checkpoint file {path.name}: expected .pickle, .pkl or .npz "
+                             "(or .pystate, the released optical-flow pickle)")
     if not isinstance(source, Mapping):
         raise ValueError(f"Haiku params must be a mapping (or a .pickle/.npz path), got {type(source).__name__}")
     if isinstance(source.get("params"), Mapping):
@@ -319,7 +320,8 @@ def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any
     """
     rule = _rule(cls)
     params, state = read_haiku(source)
-    hp = HaikuParams(params)
+    # Haiku state (BatchNorm EMAs) is offered to converters under a ``state/`` prefix; unread entries are unexpected
+    hp = HaikuParams({**params, **{f"state/{k}": v for k, v in state.items()}})
     if config is None:
         if rule[2] is None:
             raise ValueError(f"{cls.__name__}.from_haiku needs a config: head counts are not visible in the arrays")
@@ -334,7 +336,7 @@ def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any
     problems = []
     if hp.missing:
         problems.append(f"missing Haiku keys: {_listing(hp.missing)}")
-    unexpected = hp.unused() + [f"state/{k}" for k in state]
+    unexpected = hp.unused()
     if unexpected:
         problems.append(f"unexpected Haiku keys: {_listing(unexpected)}")
     expected = model.state_dict()
@@ -365,11 +367,21 @@ class _KeyRecorder(HaikuParams):
 
 def to_haiku(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
     """The inverse of :func:`load_from_haiku`: ``model``'s weights as nested ``{module: {param: float32 array}}``
-    in the official naming (Linear ``w`` as ``[in, out]``)."""
+    in the official naming (Linear ``w`` as ``[in, out]``, Conv ``w`` as HWIO, BatchNorm arrays as ``[1, 1, 1, C]``).
+    A model with Haiku state (BatchNorm statistics) gives ``{"params": ..., "state": ...}`` instead."""
     state = model.state_dict()
     out: dict[str, dict[str, np.ndarray]] = {}
+    hk_state: dict[str, dict[str, np.ndarray]] = {}
     for name, (hk, _) in _rule(type(model))[3](_KeyRecorder(), model).items():
         t = state[name].detach().to("cpu", torch.float32)
         module, param = hk.rsplit("/", 1)
-        out.setdefault(module, {})[param] = (t.T if param == "w" and t.dim() == 2 else t).numpy().copy()
-    return out
+        if param == "w" and t.dim() in (2, 4):
+            t = t.T if t.dim() == 2 else t.permute(2, 3, 1, 0)  # Linear [in, out]; Conv OIHW -> HWIO
+        elif "batchnorm" in module and t.dim() == 1:
+            t = t.reshape(1, 1, 1, -1)
+        array = t.numpy().astype(np.int32) if param == "counter" else t.numpy().copy()
+        if module.startswith("state/"):
+            hk_state.setdefault(module[len("state/"):], {})[param] = array
+        else:
+            out.setdefault(module, {})[param] = array
+    return {"params": out, "state": hk_state} if hk_state else out

@@ -1,5 +1,7 @@
-"""Task models: each composes an input adapter, the core and output queries."""
+"""Task models: each composes input adapters, the core and output queries."""
 
+from .flow import OpticalFlow, OpticalFlowConfig
+from .image import ImageClassifier, ImageClassifierConfig
 from .language import (
     MaskedLanguageModel,
     MaskedLanguageModelConfig,
@@ -8,8 +10,12 @@ from .language import (
     SequenceClassifier,
     SequenceClassifierConfig,
 )
+from .multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
+from .sets import SetModel, SetModelConfig
 
 __all__ = [
-    "MaskedLanguageModel", "MaskedLanguageModelConfig", "MultitaskClassifier", "MultitaskClassifierConfig",
-    "SequenceClassifier", "SequenceClassifierConfig",
+    "ImageClassifier", "ImageClassifierConfig", "MaskedLanguageModel", "MaskedLanguageModelConfig",
+    "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier", "MultitaskClassifierConfig",
+    "OpticalFlow", "OpticalFlowConfig", "SequenceClassifier", "SequenceClassifierConfig", "SetModel",
+    "SetModelConfig",
 ]

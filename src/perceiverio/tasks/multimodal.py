@@ -1,0 +1,387 @@
+"""Multimodal autoencoding (paper §4.3, Kinetics-700): video, audio and a class label through one latent array.
+
+Each modality has an input adapter (video: 1×4×4 space-to-depth patches + 3-D Fourier features; audio: 16-sample
+patches + 1-D Fourier features; label: one one-hot token), a query builder (video: 3-D Fourier features of output
+*pixel* positions; audio: 1-D Fourier features of patch positions; label: a learned vector) and an output adapter
+(Linear to pixels, to samples, to logits). Modalities are named by the user and always ordered by sorted name.
+
+``forward(inputs, subsampled_points)`` decodes only the given points: ``{name: flat indices or None}`` (None = every
+point of that modality); the keys choose which modalities are decoded. ``reconstruct(inputs)`` encodes once and
+decodes every point in chunks, returning video ``[B, T, C, H, W]``, audio ``[B, S]`` and label logits ``[B, K]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..adapters.audio import AudioAdapterConfig, AudioInputAdapter, AudioOutputAdapter
+from ..adapters.image import ImageAdapterConfig, ImageInputAdapter
+from ..adapters.label import LabelAdapterConfig, LabelInputAdapter, LabelOutputAdapter
+from ..adapters.multimodal import (FourierQueries, LearnedQueries, MultimodalInputAdapter, MultimodalQueries,
+                                   ProjectionOutputAdapter, check_modality_names)
+from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
+from ..core.decoder import PerceiverDecoder
+from ..core.encoder import PerceiverEncoder
+from ..core.init import init_official_
+from ..core.position import num_fourier_channels
+from .base import TaskModel
+
+ModalityConfig = Union[AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig]
+Points = Mapping[str, Union[torch.Tensor, None]]
+_KINDS = {AudioAdapterConfig: "audio", ImageAdapterConfig: "image", LabelAdapterConfig: "label"}
+LOSS_WEIGHTS = {"image": 0.03, "audio": 1.0, "label": 1e-4}  # paper: 0.03·L1(video) + L1(audio) + 1e-4·CE(label)
+
+_KINETICS_ENCODER = EncoderConfig(
+    num_latents=784, num_latent_channels=512, num_cross_attention_heads=1, num_self_attention_heads=8,
+    num_self_attends_per_block=8, num_blocks=1)
+
+
+def modality_kind(config: object) -> str:
+    """``"audio"``, ``"image"`` (image or video) or ``"label"`` for a modality config."""
+    kind = _KINDS.get(type(config))
+    if kind is None:
+        raise ValueError(f"a modality config must be an AudioAdapterConfig, ImageAdapterConfig or "
+                         f"LabelAdapterConfig, got {type(config).__name__}")
+    return kind
+
+
+def _query_channels(cfg: ModalityConfig) -> int:
+    if isinstance(cfg, ImageAdapterConfig):
+        return num_fourier_channels(len(cfg.image_shape), cfg.num_bands, cfg.concat_pos, cfg.sine_only)
+    if isinstance(cfg, AudioAdapterConfig):
+        return cfg.num_position_channels
+    return cfg.num_query_channels
+
+
+@dataclass(frozen=True)
+class MultimodalAutoencoderConfig:
+    """A multimodal autoencoder.
+
+    modalities: ``{name: AudioAdapterConfig | ImageAdapterConfig | LabelAdapterConfig}`` (a mapping or pairs;
+        stored sorted by name). An image modality needs Fourier positions: its ``num_bands``/``max_resolution``
+        (default: the token grid) also build its output queries over the pixel grid ``image_shape``.
+    encoder: latents and latent stack. decoder: the shared decoder; None derives it (1 head, no query residual,
+        512 output channels, query width E = max query width + ``query_padding_size``).
+    min_padding_size: minimum learned padding channels of every input modality (official default 2; Kinetics 4).
+    mask_probs: ``{name: p}``: those modalities get a learned mask token replacing each token with probability p.
+    apply_mask_in_eval: also mask in eval mode. The official code always masks; the Kinetics preset sets True so
+        that the label (p = 1) is hidden at inference, as in DeepMind's demo.
+    """
+
+    modalities: tuple[tuple[str, ModalityConfig], ...]
+    encoder: EncoderConfig = _KINETICS_ENCODER
+    decoder: DecoderConfig | None = None
+    min_padding_size: int = 2
+    query_padding_size: int = 2
+    mask_probs: tuple[tuple[str, float], ...] = ()
+    apply_mask_in_eval: bool = False
+    activation: Activation = "gelu_tanh"
+    masking: Masking = "official"
+
+    def __post_init__(self) -> None:
+        pairs = tuple(self.modalities.items()) if isinstance(self.modalities, Mapping) else tuple(
+            tuple(p) for p in self.modalities)
+        names = check_modality_names([n for n, _ in pairs], "MultimodalAutoencoderConfig.modalities")
+        mods = dict(pairs)
+        object.__setattr__(self, "modalities", tuple((n, mods[n]) for n in names))
+        for name, cfg in self.modalities:
+            modality_kind(cfg)
+            if isinstance(cfg, ImageAdapterConfig) and (cfg.position_encoding != "fourier" or cfg.project_pos_dim):
+                raise ValueError(f"image modality {name!r} needs position_encoding='fourier' without project_pos_dim: "
+                                 "its output queries are Fourier features of pixel positions")
+        probs = self.mask_probs.items() if isinstance(self.mask_probs, Mapping) else self.mask_probs
+        probs = tuple(sorted((str(n), float(p)) for n, p in probs))
+        object.__setattr__(self, "mask_probs", probs)
+        for name, p in probs:
+            if name not in mods:
+                raise ValueError(f"mask_probs names {name!r}, which is not a modality ({names})")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"mask_probs[{name!r}] must lie in [0, 1], got {p}")
+        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
+        check_choice(self.masking, ("official", "transformers"), "masking")
+        for name in ("min_padding_size", "query_padding_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+        e = self.num_query_channels
+        if self.decoder is None:
+            object.__setattr__(self, "decoder", DecoderConfig(num_query_channels=e, num_output_channels=512))
+        elif self.decoder.num_query_channels != e:
+            raise ValueError(f"decoder.num_query_channels must be {e} (widest modality query + query_padding_size), "
+                             f"got {self.decoder.num_query_channels}; pass decoder=None to derive it")
+
+    @property
+    def modality_configs(self) -> dict[str, ModalityConfig]:
+        return dict(self.modalities)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {n: modality_kind(c) for n, c in self.modalities}
+
+    @property
+    def num_query_channels(self) -> int:
+        return max(_query_channels(c) for _, c in self.modalities) + self.query_padding_size
+
+    @classmethod
+    def kinetics(cls, **overrides) -> MultimodalAutoencoderConfig:
+        """DeepMind's Kinetics-700 autoencoder (16×224×224 video, 30,720 audio samples, 700 classes; 19.9M params).
+
+        52,097 input tokens × 704 channels (audio 1,920 × 401, video 50,176 × 243, label 1 × 700, each padded to
+        700 + 4), 784 × 512 latents, 8 self-attention layers; queries padded to 1024 + 2 = 1026.
+        """
+        fields = dict(
+            modalities={
+                "audio": AudioAdapterConfig(num_samples=30_720, samples_per_patch=16, num_bands=192,
+                                            max_resolution=30_720),
+                "image": ImageAdapterConfig(image_shape=(16, 224, 224), prep_type="patches", spatial_downsample=4,
+                                            num_bands=32, max_resolution=(16, 56, 56)),
+                "label": LabelAdapterConfig(num_classes=700, num_query_channels=1024),
+            },
+            encoder=_KINETICS_ENCODER, min_padding_size=4, query_padding_size=2,
+            mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0}, apply_mask_in_eval=True,
+        )
+        return cls(**{**fields, **overrides})
+
+    @classmethod
+    def tiny(cls, **overrides) -> MultimodalAutoencoderConfig:
+        """The small model of the golden case: 4×16×16 video, 128 samples, 5 classes, 16 × 32 latents."""
+        fields = dict(
+            modalities={
+                "audio": AudioAdapterConfig(num_samples=128, samples_per_patch=8, num_bands=8, max_resolution=128),
+                "image": ImageAdapterConfig(image_shape=(4, 16, 16), prep_type="patches", spatial_downsample=4,
+                                            num_bands=3, max_resolution=(4, 4, 4)),
+                "label": LabelAdapterConfig(num_classes=5, num_query_channels=24),
+            },
+            encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
+                                  num_self_attention_heads=4, num_self_attends_per_block=2),
+            decoder=DecoderConfig(num_query_channels=26, num_output_channels=16),
+            min_padding_size=4, mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0}, apply_mask_in_eval=True,
+        )
+        return cls(**{**fields, **overrides})
+
+
+@dataclass
+class MultimodalLoss:
+    loss: torch.Tensor  # weighted sum
+    terms: dict[str, torch.Tensor]  # unweighted per-modality losses
+
+
+class MultimodalAutoencoder(TaskModel):
+    """Perceiver IO multimodal autoencoder (see the module docstring and :class:`MultimodalAutoencoderConfig`).
+
+    Inputs: ``{name: tensor}``: videos ``[B, T, C, H, W]``, images ``[B, C, H, W]``, audio ``[B, S, 1]`` or
+    ``[B, S]``, labels one-hot ``[B, K]`` (or class ids ``[B]``). Outputs of ``forward``: images/videos
+    ``[B, n, C]`` at the n decoded pixels, audio ``[B, n·p]`` for n decoded patches, label logits ``[B, K]``.
+    """
+
+    def __init__(self, config: MultimodalAutoencoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        adapters: dict[str, nn.Module] = {}
+        builders: dict[str, nn.Module] = {}
+        out = config.decoder.num_output_channels or config.decoder.num_query_channels
+        outputs: dict[str, nn.Module] = {}
+        for name, cfg in config.modalities:
+            if isinstance(cfg, ImageAdapterConfig):
+                adapters[name] = ImageInputAdapter(cfg)
+                builders[name] = FourierQueries(cfg.image_shape, cfg.num_bands, adapters[name].position.max_resolution,
+                                                cfg.concat_pos, cfg.sine_only)
+                outputs[name] = ProjectionOutputAdapter(out, cfg.num_image_channels)
+            elif isinstance(cfg, AudioAdapterConfig):
+                adapters[name] = AudioInputAdapter(cfg)
+                builders[name] = FourierQueries((cfg.num_patches,), cfg.num_bands, (cfg.resolution,), cfg.concat_pos,
+                                                cfg.sine_only)
+                outputs[name] = AudioOutputAdapter(out, cfg.samples_per_patch)
+            else:
+                adapters[name] = LabelInputAdapter(cfg)
+                builders[name] = LearnedQueries(1, cfg.num_query_channels)
+                outputs[name] = LabelOutputAdapter(out, cfg.num_classes)
+        self.input_adapter = MultimodalInputAdapter(adapters, config.min_padding_size, dict(config.mask_probs),
+                                                    config.apply_mask_in_eval)
+        self.encoder = PerceiverEncoder(config.encoder, self.input_adapter.num_input_channels, config.activation,
+                                        config.masking)
+        self.output_queries = MultimodalQueries(builders, config.query_padding_size)
+        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
+                                        config.masking)
+        self.output_adapters = nn.ModuleDict(outputs)
+        init_official_(self.output_adapters)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [n for n, _ in self.config.modalities]
+
+    def num_points(self, name: str) -> int:
+        """Output points of a modality: pixels T·H·W, audio patches S/p, or 1 for a label."""
+        return self.output_queries.builders[name].num_points
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def encode(self, inputs: Mapping[str, torch.Tensor], apply_mask: bool | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``{name: raw input}`` -> latents ``[B, N, D]``. ``apply_mask`` overrides the train/eval rule of
+        masking; ``generator`` seeds the Bernoulli draws."""
+        self.input_adapter.check_inputs(inputs)
+        for name, cfg in self.config.modalities:
+            if isinstance(cfg, ImageAdapterConfig):
+                self._check_image(name, inputs[name])
+        x, _ = self.input_adapter(inputs, apply_mask=apply_mask, generator=generator)  # [B, M, C]
+        return self.encoder(x)
+
+    def decode(self, latents: torch.Tensor, subsampled_points: Points | None = None,
+               chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Latents -> ``{name: output}``; ``subsampled_points`` as in :meth:`forward`."""
+        points = self._check_points(subsampled_points, latents.shape[0], latents.device)
+        return self._decode(latents, points, chunk_size)
+
+    def _decode(self, latents: torch.Tensor, points: dict[str, torch.Tensor | None],
+                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        b = latents.shape[0]
+        q, sizes = self.output_queries(b, points, device=latents.device, dtype=latents.dtype)  # [B, O, E]
+        h = self.decoder(q, latents, chunk_size=chunk_size)  # [B, O, out]
+        outputs, start = {}, 0
+        for name in sorted(sizes):
+            outputs[name] = self.output_adapters[name](h[:, start:start + sizes[name]])
+            start += sizes[name]
+        return outputs
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None, *,
+                apply_mask: bool | None = None, generator: torch.Generator | None = None,
+                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Encode every modality and decode the points in ``subsampled_points``: ``{name: [n] or [B, n] flat
+        indices}``. A modality that is absent (or ``None``) is decoded at every point (the label, typically); an
+        empty index tensor leaves it out. Output sizes follow the points, not the inputs."""
+        return self.decode(self.encode(inputs, apply_mask, generator), subsampled_points, chunk_size)
+
+    @torch.no_grad()
+    def reconstruct(self, inputs: Mapping[str, torch.Tensor], chunk_size: int = 16_384, progress: bool = False,
+                    apply_mask: bool | None = None,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Encode once, decode every output point ``chunk_size`` queries at a time.
+
+        Returns videos ``[B, T, C, H, W]`` (images ``[B, C, H, W]``), audio ``[B, S]`` and label logits ``[B, K]``;
+        identical to decoding all points at once. ``progress=True`` shows a tqdm bar.
+        """
+        if not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        z = self.encode(inputs, apply_mask, generator)
+        jobs = [(n, s, min(s + chunk_size, self.num_points(n))) for n in self.modalities
+                for s in range(0, self.num_points(n), chunk_size)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            jobs = tqdm(jobs, desc="decoding", unit="chunk")
+        pieces: dict[str, list[torch.Tensor]] = {n: [] for n in self.modalities}
+        for name, s, e in jobs:
+            index = torch.arange(s, e, device=z.device)
+            pieces[name].append(self._decode(z, {name: index})[name])
+        outputs = {}
+        for name, cfg in self.config.modalities:
+            y = torch.cat(pieces[name], dim=1)
+            if isinstance(cfg, ImageAdapterConfig):  # [B, T·H·W, C] -> [B, T, C, H, W] / [B, C, H, W]
+                y = y.reshape(y.shape[0], *cfg.image_shape, y.shape[-1]).movedim(-1, -3)
+            outputs[name] = y
+        return outputs
+
+    # ------------------------------------------------------------------------------------------------- loss
+    def targets(self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The ground truth at the decoded points, shaped like ``forward``'s outputs (labels as given)."""
+        self.input_adapter.check_inputs(inputs)
+        b = next(iter(inputs.values())).shape[0]
+        points = self._check_points(subsampled_points, b, None)
+        out = {}
+        for name in points:
+            cfg, adapter = self.config.modality_configs[name], self.input_adapter.adapters[name]
+            if isinstance(cfg, LabelAdapterConfig):
+                out[name] = inputs[name]
+                continue
+            if isinstance(cfg, ImageAdapterConfig):
+                x = self._check_image(name, inputs[name])
+                flat = x.movedim(-3, -1).reshape(b, -1, x.shape[-3])  # [B, T·H·W, C]
+            else:
+                flat = adapter.check_input(inputs[name]).reshape(b, -1, cfg.samples_per_patch)  # [B, P, p]
+            idx = points[name]
+            if idx is not None:
+                idx = idx.to(flat.device)
+                flat = flat[:, idx] if idx.dim() == 1 else flat.gather(
+                    1, idx[..., None].expand(-1, -1, flat.shape[-1]))
+            out[name] = flat if isinstance(cfg, ImageAdapterConfig) else flat.reshape(b, -1)
+        return out
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+             weights: Mapping[str, float] | None = None) -> MultimodalLoss:
+        """Paper loss: weighted L1 for images/audio (0.03 / 1) and cross-entropy for labels (1e-4), summed over
+        the modalities in ``outputs``. ``weights`` (by modality name) override the defaults by kind. Label targets
+        may be class ids ``[B]`` or (soft) one-hot ``[B, K]``."""
+        kinds, weights = self.config.kinds, dict(weights or {})
+        terms = {}
+        for name, y in outputs.items():
+            if name not in kinds or name not in targets:
+                raise ValueError(f"loss: no target (or unknown modality) for output {name!r}")
+            t = targets[name].to(y.device)
+            if kinds[name] == "label":
+                terms[name] = F.cross_entropy(y.float(), t.long() if not t.dtype.is_floating_point else t.float())
+            else:
+                if t.shape != y.shape:
+                    raise ValueError(f"loss: target {name!r} has shape {tuple(t.shape)}, output {tuple(y.shape)}")
+                terms[name] = F.l1_loss(y.float(), t.float())
+        if not terms:
+            raise ValueError("loss: no outputs")
+        total = sum(weights.get(n, LOSS_WEIGHTS[kinds[n]]) * v for n, v in terms.items())
+        return MultimodalLoss(loss=total, terms=terms)
+
+    # ----------------------------------------------------------------------------------------------- checks
+    def _check_image(self, name: str, x: object) -> torch.Tensor:
+        """The configured size is required: the output grid (and the outputs' meaning) is fixed by it."""
+        cfg = self.config.modality_configs[name]
+        x = self.input_adapter.adapters[name].check_input(x)
+        size = (x.shape[1], *x.shape[-2:]) if cfg.is_video else tuple(x.shape[-2:])
+        if tuple(size) != cfg.image_shape:
+            raise ValueError(f"{name!r} must have the configured size {cfg.image_shape} "
+                             f"({'T, H, W' if cfg.is_video else 'H, W'}), got shape {tuple(x.shape)}")
+        return x
+
+    def _check_points(self, points: Points | None, batch: int, device) -> dict[str, torch.Tensor | None]:
+        if points is None:
+            return {n: None for n in self.modalities}
+        if not isinstance(points, Mapping):
+            raise ValueError(f"subsampled_points must be a dict {{modality: indices or None}} over "
+                             f"{self.modalities}, got {points!r}")
+        points = {**{n: None for n in self.modalities}, **points}  # absent: every point
+        unknown = sorted(str(k) for k in points if k not in self.modalities)
+        if unknown:
+            raise ValueError(f"subsampled_points names unknown modalities {unknown}; modalities: {self.modalities}")
+        checked = {}
+        for name in sorted(points):
+            idx = points[name]
+            if idx is not None:
+                if not isinstance(idx, torch.Tensor):
+                    idx = torch.as_tensor(idx)
+                if idx.numel() == 0:  # an empty selection leaves the modality out
+                    continue
+                if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+                    raise ValueError(f"subsampled_points[{name!r}] must hold integer indices, got {idx.dtype}")
+                if idx.dim() not in (1, 2) or (idx.dim() == 2 and idx.shape[0] != batch):
+                    raise ValueError(f"subsampled_points[{name!r}] must have shape [n] or [B={batch}, n], "
+                                     f"got {tuple(idx.shape)}")
+                n = self.num_points(name)
+                if int(idx.min()) < 0 or int(idx.max()) >= n:
+                    raise ValueError(f"subsampled_points[{name!r}] must lie in [0, {n}), got "
+                                     f"[{int(idx.min())}, {int(idx.max())}]")
+                idx = idx.long() if device is None else idx.to(device=device, dtype=torch.long)
+            checked[name] = idx
+        if not checked:
+            raise ValueError("subsampled_points leaves out every modality: nothing to decode")
+        return checked
+
+
+def with_modality_names(config: MultimodalAutoencoderConfig, names: Mapping[str, str]) -> MultimodalAutoencoderConfig:
+    """``config`` with modalities renamed (``{old: new}``), e.g. to ``{"image": "rgb", "audio": "sound"}``."""
+    rename = lambda n: names.get(n, n)  # noqa: E731
+    return dataclasses.replace(config, modalities=tuple((rename(n), c) for n, c in config.modalities),
+                               mask_probs=tuple((rename(n), p) for n, p in config.mask_probs))

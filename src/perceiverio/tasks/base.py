@@ -39,5 +39,19 @@ class TaskModel(nn.Module):
 
         return load_from_haiku(cls, source, config, **overrides)
 
+    def save_pretrained(self, directory: Any) -> Any:
+        """Write ``model.safetensors`` + ``config.json`` (atomically) into ``directory``; reload with
+        :meth:`from_pretrained`, no Lightning needed."""
+        from ..io.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, map_location: Any = "cpu"):
+        """Load a folder written by :meth:`save_pretrained` (or by training); returns the model in eval mode."""
+        from ..io.checkpoint import load_pretrained
+
+        return load_pretrained(directory, expected=cls, map_location=map_location)
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,188 @@
+"""The ``perceiverio`` command line.
+
+    perceiverio fit [--config CONFIG.yaml] [--trainer.max_steps N] [--data.path P] ...   (LightningCLI)
+    perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
+    perceiverio convert hf CHECKPOINT_FOLDER OUT_DIR [--official-masking]
+    perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal]
+    perceiverio fill-mask MODEL_DIR --text "..." --word WORD
+
+``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
+standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
+(``--print_config``, dotted overrides). Trained weights are exported as ``model.safetensors`` + ``config.json``
+(loadable with ``Model.from_pretrained``) into ``<log dir>/model``; ``last.ckpt`` holds the trainer state for resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+CONFIG_FLAGS = ("--config", "-c", "--model", "--model.class_path")
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a YAML config shipped inside the package (``configs/<name>.yaml`` in the repository)."""
+    path = Path(str(resources.files("perceiverio") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        raise SystemExit(f"perceiverio: no packaged config {name!r}")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ Lightning
+def _lightning(argv: list[str]) -> None:
+    from lightning.pytorch import LightningDataModule
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from .training.callbacks import ExportCallback
+    from .training.module import PerceiverTask
+
+    class PerceiverCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+            parser.add_lightning_class_args(ExportCallback, "export")
+
+    if argv[0] in ("fit", "validate", "test") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
+        argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]
+    PerceiverCLI(
+        PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
+        seed_everything_default=0, save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
+    )
+
+
+# ------------------------------------------------------------------------------------------------ convert
+_HF_ARCHITECTURES = {
+    "PerceiverForMaskedLM": "MaskedLanguageModel",
+    "PerceiverForSequenceClassification": "SequenceClassifier",
+    "PerceiverForImageClassificationLearned": "ImageClassifier",
+    "PerceiverForImageClassificationFourier": "ImageClassifier",
+    "PerceiverForImageClassificationConvProcessing": "ImageClassifier",
+    "PerceiverForOpticalFlow": "OpticalFlow",
+    "PerceiverForMultimodalAutoencoding": "MultimodalAutoencoder",
+}
+_TASKS = {"mlm": "MaskedLanguageModel", "classifier": "SequenceClassifier", "image": "ImageClassifier",
+          "flow": "OpticalFlow", "multimodal": "MultimodalAutoencoder"}
+
+
+def _model_class(name: str):
+    import perceiverio
+
+    return getattr(perceiverio, name)
+
+
+def _hf_task(folder: Path) -> str:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"perceiverio convert hf: {folder} has no config.json (expected a transformers "
+                         "checkpoint folder written by save_pretrained)")
+    archs = json.loads(config.read_text()).get("architectures") or []
+    known = [_HF_ARCHITECTURES[a] for a in archs if a in _HF_ARCHITECTURES]
+    if not known:
+        raise SystemExit(f"perceiverio convert hf: config.json names architectures {archs}; pass --task one of "
+                         f"{sorted(_TASKS)}")
+    return known[0]
+
+
+def _haiku_task(path: Path) -> str:
+    from .io.haiku import read_haiku
+
+    params, _ = read_haiku(path)
+    modules = {k.split("/")[0] for k in params}
+    for marker, name in (("multimodal_decoder", "MultimodalAutoencoder"), ("flow_decoder", "OpticalFlow"),
+                         ("embedding_decoder", "MaskedLanguageModel"), ("image_preprocessor", "ImageClassifier"),
+                         ("embed", "SequenceClassifier")):
+        if marker in modules:
+            return name
+    raise SystemExit(f"perceiverio convert haiku: cannot tell the model from modules {sorted(modules)[:8]}; "
+                     f"pass --task one of {sorted(_TASKS)}")
+
+
+def _convert(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="perceiverio convert",
+                                     description="Convert transformers or Haiku weights to a perceiverio folder.")
+    parser.add_argument("source_kind", choices=["hf", "haiku"], help="hf: transformers folder; haiku: .pickle/.npz")
+    parser.add_argument("source", type=Path)
+    parser.add_argument("output", type=Path, help="folder to write model.safetensors + config.json into")
+    parser.add_argument("--task", choices=sorted(_TASKS), help="model kind (default: inferred)")
+    parser.add_argument("--official-masking", action="store_true",
+                        help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly")
+    args = parser.parse_args(argv)
+    if not args.source.exists():
+        raise SystemExit(f"perceiverio convert: {args.source} does not exist")
+    if args.task:
+        name = _TASKS[args.task]
+    else:
+        name = _hf_task(args.source) if args.source_kind == "hf" else _haiku_task(args.source)
+    cls = _model_class(name)
+    try:
+        if args.source_kind == "hf":
+            overrides = {"masking": "official"} if args.official_masking else {}
+            model = cls.from_transformers(args.source, **overrides)
+        else:
+            model = cls.from_haiku(args.source)
+    except ValueError as e:
+        raise SystemExit(f"perceiverio convert: {e}") from None
+    model.save_pretrained(args.output)
+    print(f"wrote {name} ({model.num_parameters():,} parameters) to {args.output}")
+
+
+# ------------------------------------------------------------------------------------------------ fill-mask
+def fill_mask(model, text: str, word: str) -> str:
+    """Replace every byte of the first occurrence of ``word`` in ``text`` by [MASK]; return the model's filling."""
+    import torch
+
+    from .tokenizer import ByteTokenizer
+
+    if word not in text:
+        raise ValueError(f"{word!r} does not occur in the text")
+    tok = ByteTokenizer()
+    ids = tok(text).input_ids
+    start = len(text[: text.index(word)].encode())
+    end = start + len(word.encode())
+    ids[0, start:end] = tok.mask_token_id
+    with torch.no_grad():
+        logits = model(ids, positions=torch.arange(start, end)).logits[0]  # [len(word), V]
+    filled = ids[0].clone()
+    filled[start:end] = logits.argmax(-1)
+    return tok.decode(filled)
+
+
+def _fill_mask(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="perceiverio fill-mask",
+                                     description="Mask a word of a text and print the model's guess.")
+    parser.add_argument("model", type=Path, help="a folder with model.safetensors + config.json")
+    parser.add_argument("--text", required=True)
+    parser.add_argument("--word", required=True, help="the word to mask (its first occurrence)")
+    args = parser.parse_args(argv)
+    from .tasks.language import MaskedLanguageModel
+
+    try:
+        model = MaskedLanguageModel.from_pretrained(args.model)
+        print(fill_mask(model, args.text, args.word))
+    except ValueError as e:
+        raise SystemExit(f"perceiverio fill-mask: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return
+    if argv[0] == "convert":
+        return _convert(argv[1:])
+    if argv[0] == "fill-mask":
+        return _fill_mask(argv[1:])
+    if argv[0] in LIGHTNING_COMMANDS:
+        return _lightning(argv)
+    raise SystemExit(f"perceiverio: unknown command {argv[0]!r}; expected one of "
+                     f"{', '.join((*LIGHTNING_COMMANDS, 'convert', 'fill-mask'))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -47,13 +47,34 @@ def _lightning(argv: list[str]) -> None:
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(ExportCallback, "export")
 
+        def instantiate_trainer(self, **kwargs):
+            trainer = super().instantiate_trainer(**kwargs)
+            _share_log_version(trainer)
+            return trainer
+
     if argv[0] in ("fit", "validate", "test") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
         argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]
-    PerceiverCLI(
-        PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
-        seed_everything_default=0, save_config_kwargs={"overwrite": True},
-        trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
-    )
+    saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly
+    try:
+        PerceiverCLI(
+            PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
+            seed_everything_default=0, save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
+        )
+    finally:
+        sys.argv = saved
+
+
+def _share_log_version(trainer) -> None:
+    """Make every logger of a run write into the first logger's ``version_N`` folder (TensorBoard events and
+    ``metrics.csv`` side by side) instead of each picking its own next free version."""
+    loggers = list(trainer.loggers)
+    if len(loggers) < 2 or not hasattr(loggers[0], "version"):
+        return
+    version = loggers[0].version
+    for logger in loggers[1:]:
+        if hasattr(logger, "_version") and getattr(logger, "_name", None) == getattr(loggers[0], "_name", None):
+            logger._version = version
 
 
 # ------------------------------------------------------------------------------------------------ convert

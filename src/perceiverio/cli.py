@@ -54,15 +54,30 @@ def _lightning(argv: list[str]) -> None:
 
     if argv[0] in ("fit", "validate", "test") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
         argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]
+    from jsonargparse import ArgumentError
+
     saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly
     try:
         PerceiverCLI(
             PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
             seed_everything_default=0, save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
+            parser_kwargs={"exit_on_error": False},
         )
+    except ArgumentError as e:  # a config typo, a wrong type: one line, no usage dump
+        raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)} (see --help or --print_config)") from None
+    except (ValueError, FileNotFoundError) as e:  # a missing data path, bad data, an invalid model config
+        raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)}") from None
     finally:
         sys.argv = saved
+
+
+def _first_line(error: BaseException) -> str:
+    """The informative line of an error; jsonargparse wraps a class's own error in a list of union attempts."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line[2:] for line in lines if line.startswith("- ")
+              and not line[2:].startswith(("Expected a ", "Given value", "Does not validate"))]
+    return (causes or lines or [type(error).__name__])[0]
 
 
 def _share_log_version(trainer) -> None:

@@ -146,6 +146,9 @@ def _convert(argv: list[str]) -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("output", type=Path, help="folder to write model.safetensors + config.json into")
     parser.add_argument("--task", choices=sorted(_TASKS), help="model kind (default: inferred)")
+    parser.add_argument("--config", type=Path,
+                        help="a perceiverio config.json whose model config to use (e.g. head counts, which Haiku "
+                             "arrays do not reveal; default: inferred with the released models' head counts)")
     parser.add_argument("--official-masking", action="store_true",
                         help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly")
     args = parser.parse_args(argv)
@@ -157,12 +160,17 @@ def _convert(argv: list[str]) -> None:
         name = _hf_task(args.source) if args.source_kind == "hf" else _haiku_task(args.source)
     cls = _model_class(name)
     try:
+        config = None
+        if args.config is not None:
+            from .io.checkpoint import config_from_dict
+
+            config = config_from_dict(json.loads(args.config.read_text())["config"])
         if args.source_kind == "hf":
             overrides = {"masking": "official"} if args.official_masking else {}
-            model = cls.from_transformers(args.source, **overrides)
+            model = cls.from_transformers(args.source, config=config, **overrides)
         else:
-            model = cls.from_haiku(args.source)
-    except ValueError as e:
+            model = cls.from_haiku(args.source, config=config)
+    except (ValueError, KeyError, OSError) as e:
         raise SystemExit(f"perceiverio convert: {e}") from None
     model.save_pretrained(args.output)
     print(f"wrote {name} ({model.num_parameters():,} parameters) to {args.output}")

@@ -1,0 +1,111 @@
+"""The perceiverio command line: one-line errors, conversion commands, fill-mask, a short fit."""
+
+import dataclasses
+import json
+import pickle
+
+import pytest
+import torch
+
+from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier
+from perceiverio.cli import fill_mask, main
+from perceiverio.io.haiku import to_haiku
+
+
+def _one_line_exit(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    message = str(e.value.code)
+    assert "\n" not in message and message.startswith("perceiverio"), message
+    return message
+
+
+def test_config_typo_is_one_line(capsys):
+    assert "max_stepz" in _one_line_exit(capsys, ["fit", "--trainer.max_stepz", "3"])
+
+
+def test_missing_data_path_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    message = _one_line_exit(capsys, ["fit", "--data.path", str(tmp_path / "nope"), "--trainer.max_steps", "1"])
+    assert "nope" in message and "does not exist" in message
+
+
+def test_unknown_command():
+    with pytest.raises(SystemExit, match="unknown command"):
+        main(["train"])
+
+
+def test_convert_hf_reproduces_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.PerceiverConfig(num_latents=6, d_latents=32, d_model=16, num_self_attends_per_block=2,
+                                          num_self_attention_heads=4, num_cross_attention_heads=2,
+                                          max_position_embeddings=24, num_labels=3)
+    hf = transformers.PerceiverForSequenceClassification(config).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    main(["convert", "hf", str(tmp_path / "hf"), str(tmp_path / "ours")])
+    ours = SequenceClassifier.from_pretrained(tmp_path / "ours")
+    ids = torch.randint(0, 262, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(inputs=ids).logits, atol=1e-5, rtol=0)
+
+
+def _eight_head_mlm() -> MaskedLanguageModel:
+    tiny = MaskedLanguageModelConfig.tiny()  # Haiku arrays do not reveal heads: the released 8/8/8 are assumed
+    encoder = dataclasses.replace(tiny.encoder, num_cross_attention_heads=8, num_self_attention_heads=8)
+    decoder = dataclasses.replace(tiny.decoder, num_heads=8)
+    return MaskedLanguageModel(dataclasses.replace(tiny, encoder=encoder, decoder=decoder)).eval()
+
+
+def test_convert_haiku_pickle(tmp_path):
+    model = _eight_head_mlm()
+    (tmp_path / "params.pickle").write_bytes(pickle.dumps(to_haiku(model)))
+    main(["convert", "haiku", str(tmp_path / "params.pickle"), str(tmp_path / "out")])
+    meta = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert meta["model_class"].endswith("MaskedLanguageModel")
+    loaded = MaskedLanguageModel.from_pretrained(tmp_path / "out")
+    ids = torch.randint(0, 262, (2, 30))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_convert_haiku_with_config_for_other_heads(tmp_path):
+    model = MaskedLanguageModel(MaskedLanguageModelConfig.tiny()).eval()  # 4 heads
+    model.save_pretrained(tmp_path / "reference")
+    (tmp_path / "params.pickle").write_bytes(pickle.dumps(to_haiku(model)))
+    main(["convert", "haiku", str(tmp_path / "params.pickle"), str(tmp_path / "out"), "--config",
+          str(tmp_path / "reference" / "config.json")])
+    ids = torch.randint(0, 262, (2, 30))
+    with torch.no_grad():
+        loaded = MaskedLanguageModel.from_pretrained(tmp_path / "out")
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_convert_errors(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["convert", "hf", str(tmp_path / "missing"), str(tmp_path / "out")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no config.json"):
+        main(["convert", "hf", str(tmp_path / "empty"), str(tmp_path / "out")])
+
+
+def test_fill_mask_fills_exactly_the_word(tmp_path, capsys):
+    model = MaskedLanguageModel(MaskedLanguageModelConfig.tiny()).eval()
+    text = "a for loop iterates over a sequence."
+    filled = fill_mask(model, text, "sequence")
+    assert filled.startswith("a for loop iterates over a ") and filled.endswith(".")
+    assert len(filled.encode()) == len(text.encode()) or "\ufffd" in filled
+    model.save_pretrained(tmp_path / "m")
+    main(["fill-mask", str(tmp_path / "m"), "--text", text, "--word", "loop"])
+    assert capsys.readouterr().out.strip().startswith("a for ")
+    with pytest.raises(SystemExit, match="does not occur"):
+        main(["fill-mask", str(tmp_path / "m"), "--text", text, "--word", "while"])
+
+
+def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar",
+          "false", "--trainer.enable_model_summary", "false", "--export.dirpath", str(tmp_path / "model")])
+    model = MaskedLanguageModel.from_pretrained(tmp_path / "model")
+    assert model.config.max_seq_len == 128
+    assert (tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "runs" / "mlm" / "version_0" / "metrics.csv").is_file()

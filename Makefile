@@ -24,7 +24,8 @@ DEMO_DIR := runs/demo
 # the main job: byte MLM on embedded text (about 3 minutes on 2 cores), then fill-mask from the exported weights
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/perceiverio fit --export.dirpath $(DEMO_DIR)/model
+	$(VENV)/bin/perceiverio fit --export.dirpath $(DEMO_DIR)/model --checkpoint.dirpath $(DEMO_DIR)/checkpoints
+	$(VENV)/bin/perceiverio validate --ckpt_path $(DEMO_DIR)/checkpoints/last.ckpt --trainer.logger false
 	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --word function \
 		--text "The return statement leaves the current function call with the expression list."
 	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --word sequence \

@@ -60,7 +60,10 @@ class ImageAugmentation(nn.Module):
                 if lo < -1e-3 or hi > 1 + 1e-3:
                     raise ValueError(f"RandAugment needs images in [0, 1] (normalise inside the model or after "
                                      f"augmentation), got values in [{lo:.3g}, {hi:.3g}]")
-                x = self.randaugment(x)
+                if x.shape[1] == 1:  # grayscale: kornia's colour ops need RGB; augment replicated, average back
+                    x = self.randaugment(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+                else:
+                    x = self.randaugment(x)
             if not self.mixes:
                 return x.to(dtype), labels
             if labels.dim() != 1 or bool((labels < 0).any()) or bool((labels >= self.num_classes).any()):

@@ -74,7 +74,8 @@ class MaskedLanguageModelTask(_Task):
     the labelled positions in training (same loss, far cheaper); validation always does.
 
     Logs ``train/loss``; ``val/loss`` (cross-entropy in nats per labelled byte), ``val/masked_byte_acc`` and
-    ``val/bits_per_byte`` (= ``val/loss`` / ln 2), each summed over all labelled bytes of the validation set.
+    ``val/bits_per_byte`` (= ``val/loss`` / ln 2), each summed over all labelled bytes of the validation set, and
+    ``val/unigram_acc``, the accuracy of always predicting the most frequent masked byte (the baseline to beat).
     """
 
     def __init__(self, model: MaskedLanguageModelConfig = MaskedLanguageModelConfig.tiny(),
@@ -84,6 +85,7 @@ class MaskedLanguageModelTask(_Task):
         self._setup_model(MaskedLanguageModel(as_config(model, MaskedLanguageModelConfig, "model")))
         self.decode_labeled_only = decode_labeled_only
         self.val_nats, self.val_correct = RatioMetric(), RatioMetric()
+        self._byte_counts: torch.Tensor | None = None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         ids, labels = _require(batch, "input_ids", "MLM"), _require(batch, "labels", "MLM")
@@ -99,10 +101,17 @@ class MaskedLanguageModelTask(_Task):
         nats, correct, count = token_stats(out.logits, targets)
         self.val_nats.update(nats, count)
         self.val_correct.update(correct, count)
+        seen = targets[targets != IGNORE_INDEX]
+        counts = torch.bincount(seen, minlength=self.model.config.vocab_size).double()
+        self._byte_counts = counts if self._byte_counts is None else self._byte_counts + counts
 
     def on_validation_epoch_end(self) -> None:
         nats = self.val_nats.compute()
         self._log_metrics({"val/masked_byte_acc": self.val_correct}, prog_bar=("val/masked_byte_acc",))
+        if self._byte_counts is not None and self._byte_counts.sum() > 0:
+            # the baseline to beat: always predicting the most frequent masked byte of this validation set
+            self.log("val/unigram_acc", float(self._byte_counts.max() / self._byte_counts.sum()), sync_dist=True)
+        self._byte_counts = None
         self.val_nats.reset()
         if torch.isfinite(nats):
             self.log("val/loss", float(nats), sync_dist=True)

@@ -56,10 +56,11 @@ def _lightning(argv: list[str]) -> None:
         argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]
     from jsonargparse import ArgumentError
 
-    saved, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly
+    # LightningCLI reads sys.argv, and Lightning's DDP launcher restarts workers from it: give it the full command
+    saved, sys.argv = sys.argv, [sys.argv[0] if sys.argv and sys.argv[0] else "perceiverio", *argv]
     try:
         PerceiverCLI(
-            PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=argv,
+            PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             seed_everything_default=0, save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
             parser_kwargs={"exit_on_error": False},

@@ -245,6 +245,7 @@ def test_fashion_mnist_system_package():
     if not folder.is_dir():
         pytest.skip("Debian package dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)")
     dm = ImageDataModule(path=str(folder), image_size=(28, 28), channels=1)
+    dm.setup()
     assert len(dm.train_set) == 60_000 and len(dm.val_set) == 10_000 and dm.num_classes == 10
 
 

@@ -26,10 +26,10 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/perceiverio fit --export.dirpath $(DEMO_DIR)/model --checkpoint.dirpath $(DEMO_DIR)/checkpoints
 	$(VENV)/bin/perceiverio validate --ckpt_path $(DEMO_DIR)/checkpoints/last.ckpt --trainer.logger false
-	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --word function \
-		--text "The return statement leaves the current function call with the expression list."
-	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --word sequence \
-		--text "The for statement is used to iterate over the elements of a sequence."
+	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --mask-char _ \
+		--text "The ret_rn stat_ment lea_es the cur_ent func_ion c_ll w_th the exp_ession l_st."
+	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --mask-char _ \
+		--text "The f_r sta_ement is us_d to it_rate o_er the el_ments of a s_quence."
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q

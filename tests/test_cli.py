@@ -101,11 +101,38 @@ def test_fill_mask_fills_exactly_the_word(tmp_path, capsys):
         main(["fill-mask", str(tmp_path / "m"), "--text", text, "--word", "while"])
 
 
-def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch):
+def test_fill_mask_fills_exactly_the_marked_bytes(tmp_path, capsys):
+    model = MaskedLanguageModel(MaskedLanguageModelConfig.tiny()).eval()
+    text = "a f_r loop it_rates over a seq_ence."
+    filled = fill_mask(model, text, mask_char="_")
+    assert len(filled) == len(text) or "\ufffd" in filled
+    keep = [i for i, ch in enumerate(text) if ch != "_"]
+    if len(filled) == len(text):
+        assert all(filled[i] == text[i] for i in keep)
+    model.save_pretrained(tmp_path / "m")
+    main(["fill-mask", str(tmp_path / "m"), "--text", text, "--mask-char", "_"])
+    assert capsys.readouterr().out.strip().startswith("a f")
+    with pytest.raises(SystemExit, match="no '#' to fill"):
+        main(["fill-mask", str(tmp_path / "m"), "--text", text, "--mask-char", "#"])
+    with pytest.raises(SystemExit, match="single-byte"):
+        main(["fill-mask", str(tmp_path / "m"), "--text", text, "--mask-char", "é"])
+    with pytest.raises(SystemExit):  # exactly one of --word / --mask-char
+        main(["fill-mask", str(tmp_path / "m"), "--text", text, "--word", "loop", "--mask-char", "_"])
+
+
+def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar",
-          "false", "--trainer.enable_model_summary", "false", "--export.dirpath", str(tmp_path / "model")])
+    main(["fit", "--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar",
+          "false", "--trainer.enable_model_summary", "false", "--export.dirpath", str(tmp_path / "model"),
+          "--progress.every_n_steps", "2", "--trainer.limit_val_batches", "2", "--trainer.val_check_interval", "4",
+          "--trainer.check_val_every_n_epoch", "null"])
     model = MaskedLanguageModel.from_pretrained(tmp_path / "model")
     assert model.config.max_seq_len == 128
+    assert model.config.routing_init == "local"  # the demo recipe (configs/mlm.yaml)
+    # without a progress bar, plain progress lines: steps 2 and 4 of 4, then the validation metrics
+    lines = capsys.readouterr().out.splitlines()
+    steps = [ln for ln in lines if ln.startswith("step ")]
+    assert [ln.split()[1] for ln in steps] == ["2/4", "4/4"] and all("loss " in ln for ln in steps)
+    assert any(ln.startswith("validation at step 4:") and "val/masked_byte_acc" in ln for ln in lines)
     assert (tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "runs" / "mlm" / "version_0" / "metrics.csv").is_file()

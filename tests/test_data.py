@@ -101,6 +101,23 @@ def test_text_embedded_default_whole_words_and_fixed_validation():
     assert 0.0 < acc < 0.5
 
 
+def test_text_byte_masking_option():
+    dm = TextDataModule(seq_len=96, batch_size=16, masking="byte")
+    batch = next(iter(dm.train_dataloader()))
+    labelled = batch["labels"] != IGNORE_INDEX
+    assert (batch["input_ids"][labelled] == MASK_ID).all()
+    tok = ByteTokenizer()
+    for b in range(4):  # the unmasked windows are training text
+        original = torch.where(labelled[b], batch["labels"][b], batch["input_ids"][b])
+        assert tok.decode(original[batch["attention_mask"][b] == 1]) in dm.train_text
+    spaces = batch["labels"] == ord(" ") + NUM_SPECIAL
+    assert spaces.any()  # whole-word masking never masks a space; byte masking does
+    rate = labelled.sum() / batch["attention_mask"].sum()
+    assert 0.08 < rate < 0.22
+    with pytest.raises(ValueError, match="masking"):
+        TextDataModule(masking="span")
+
+
 def test_text_file_and_folder_sources(tmp_path):
     words = [f"word{i}" for i in range(50)]
     rng = np.random.default_rng(0)

@@ -19,12 +19,12 @@ from .tasks import (
     SetModelConfig,
 )
 from .tokenizer import BatchEncoding, ByteTokenizer
-from .training import WholeWordMaskingCollator
+from .training import ByteMaskingCollator, WholeWordMaskingCollator
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioAdapterConfig", "BatchEncoding", "ByteTokenizer", "DecoderConfig", "EncoderConfig", "ImageAdapterConfig",
+    "AudioAdapterConfig", "BatchEncoding", "ByteMaskingCollator", "ByteTokenizer", "DecoderConfig", "EncoderConfig", "ImageAdapterConfig",
     "ImageClassifier", "ImageClassifierConfig", "LabelAdapterConfig", "MaskedLanguageModel",
     "MaskedLanguageModelConfig", "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier",
     "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverIO", "PerceiverIOConfig",

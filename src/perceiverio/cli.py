@@ -4,7 +4,7 @@
     perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
     perceiverio convert hf CHECKPOINT_FOLDER OUT_DIR [--official-masking]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal]
-    perceiverio fill-mask MODEL_DIR --text "..." --word WORD
+    perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -38,7 +38,7 @@ def _lightning(argv: list[str]) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from .training.callbacks import ExportCallback
+    from .training.callbacks import ExportCallback, ProgressLog
     from .training.module import PerceiverTask
 
     class PerceiverCLI(LightningCLI):
@@ -46,6 +46,7 @@ def _lightning(argv: list[str]) -> None:
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(ExportCallback, "export")
+            parser.add_lightning_class_args(ProgressLog, "progress")
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
@@ -62,7 +63,9 @@ def _lightning(argv: list[str]) -> None:
         PerceiverCLI(
             PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             seed_everything_default=0, save_config_kwargs={"overwrite": True},
-            trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu"},
+            # a progress bar on a terminal; plain ProgressLog lines in a log file or CI output
+            trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu",
+                              "enable_progress_bar": sys.stderr.isatty()},
             parser_kwargs={"exit_on_error": False},
         )
     except ArgumentError as e:  # a config typo, a wrong type: one line, no usage dump
@@ -178,38 +181,51 @@ def _convert(argv: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ fill-mask
-def fill_mask(model, text: str, word: str) -> str:
-    """Replace every byte of the first occurrence of ``word`` in ``text`` by [MASK]; return the model's filling."""
+def fill_mask(model, text: str, word: str | None = None, mask_char: str | None = None) -> str:
+    """Mask bytes of ``text`` and return it with the model's fillings: every byte of the first occurrence of
+    ``word`` (whole-word masking), or every occurrence of the one-byte character ``mask_char`` (byte masking)."""
     import torch
 
     from .tokenizer import ByteTokenizer
 
-    if word not in text:
-        raise ValueError(f"{word!r} does not occur in the text")
+    if (word is None) == (mask_char is None):
+        raise ValueError("give exactly one of --word (mask a whole word) or --mask-char (mask single bytes)")
     tok = ByteTokenizer()
     ids = tok(text).input_ids
-    start = len(text[: text.index(word)].encode())
-    end = start + len(word.encode())
-    ids[0, start:end] = tok.mask_token_id
+    if word is not None:
+        if not word or word not in text:
+            raise ValueError(f"{word!r} does not occur in the text")
+        start = len(text[: text.index(word)].encode())
+        positions = torch.arange(start, start + len(word.encode()))
+    else:
+        if len(mask_char.encode()) != 1:
+            raise ValueError(f"--mask-char must be one single-byte character such as '_', got {mask_char!r}")
+        raw = torch.tensor(list(text.encode()))
+        positions = torch.nonzero(raw == mask_char.encode()[0]).flatten()
+        if positions.numel() == 0:
+            raise ValueError(f"the text has no {mask_char!r} to fill")
+    ids[0, positions] = tok.mask_token_id
     with torch.no_grad():
-        logits = model(ids, positions=torch.arange(start, end)).logits[0]  # [len(word), V]
+        logits = model(ids, positions=positions).logits[0]  # [K, V]
     filled = ids[0].clone()
-    filled[start:end] = logits.argmax(-1)
+    filled[positions] = logits.argmax(-1)
     return tok.decode(filled)
 
 
 def _fill_mask(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="perceiverio fill-mask",
-                                     description="Mask a word of a text and print the model's guess.")
+                                     description="Mask bytes of a text and print the model's filling.")
     parser.add_argument("model", type=Path, help="a folder with model.safetensors + config.json")
     parser.add_argument("--text", required=True)
-    parser.add_argument("--word", required=True, help="the word to mask (its first occurrence)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--word", help="mask every byte of this word (its first occurrence)")
+    what.add_argument("--mask-char", help="mask every occurrence of this one-byte character, e.g. '_'")
     args = parser.parse_args(argv)
     from .tasks.language import MaskedLanguageModel
 
     try:
         model = MaskedLanguageModel.from_pretrained(args.model)
-        print(fill_mask(model, args.text, args.word))
+        print(fill_mask(model, args.text, args.word, args.mask_char))
     except ValueError as e:
         raise SystemExit(f"perceiverio fill-mask: {e}") from None
 

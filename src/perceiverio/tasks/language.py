@@ -23,6 +23,7 @@ from ..core.encoder import PerceiverEncoder
 from ..core.position import TrainablePositionEncoding
 from ..tokenizer import VOCAB_SIZE
 from .base import TaskModel
+from .locality import local_routing_init_
 
 IGNORE_INDEX = -100
 
@@ -58,9 +59,21 @@ class MaskedLanguageModelConfig(TextConfig):
 
     decoder: DecoderConfig = DecoderConfig(
         num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768, use_query_residual=False)
+    # "random": the paper's initialisation. "local": a locality prior for small models on small compute budgets
+    # (see perceiverio.tasks.locality); needs qk_channels >= num_input_channels <= num_latent_channels.
+    routing_init: str = "random"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice(self.routing_init, ("random", "local"), "routing_init")
+        if self.routing_init == "local":
+            c = self.num_input_channels
+            widths = {"encoder.qk_channels": self.encoder.qk_channels or c,  # defaults: the key/value width
+                      "decoder.qk_channels": self.decoder.qk_channels or self.encoder.num_latent_channels,
+                      "encoder.num_latent_channels": self.encoder.num_latent_channels}
+            narrow = {k: v for k, v in widths.items() if v < c}
+            if narrow:
+                raise ValueError(f"routing_init='local' needs these widths >= num_input_channels ({c}): {narrow}")
         if self.decoder.num_query_channels != self.num_input_channels:
             raise ValueError("MLM decoder.num_query_channels must equal num_input_channels (tied output embedding)")
         if self.decoder.num_output_channels is not None:
@@ -201,6 +214,8 @@ class MaskedLanguageModel(_TextPerceiver):
         self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
                                         config.masking)
         self.output_adapter = TiedTokenOutputAdapter(config.vocab_size)
+        if config.routing_init == "local":
+            local_routing_init_(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, positions: torch.Tensor | None = None,

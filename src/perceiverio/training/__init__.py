@@ -1,8 +1,8 @@
 """Training: Lightning task modules, optimiser recipes, collators, callbacks."""
 
-from .masking import WholeWordMaskingCollator
+from .masking import ByteMaskingCollator, WholeWordMaskingCollator
 
-__all__ = ["WholeWordMaskingCollator"]
+__all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator"]
 
 from .callbacks import ExportCallback
 from .module import OptimizerConfig, PerceiverTask

@@ -1,7 +1,8 @@
-"""Callbacks: export of the trained model in our Lightning-free checkpoint format."""
+"""Callbacks: export of the trained model in our Lightning-free checkpoint format; plain progress lines."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -52,3 +53,51 @@ class ExportCallback(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.export(trainer, pl_module)
+
+
+class ProgressLog(L.Callback):
+    """Plain progress lines for logs that are not a terminal, where a progress bar redraws itself into one
+    endless line: ``step 200/1000 (20%) loss 2.7142 lr 1.9e-03 | 41 s elapsed, ~164 s left`` every
+    ``every_n_steps`` steps, and the validation metrics after each validation. Silent when the trainer shows its
+    progress bar (``--trainer.enable_progress_bar true``); the CLI shows the bar on a terminal, these lines
+    elsewhere."""
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        super().__init__()
+        if every_n_steps <= 0:
+            raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self._start: float | None = None
+        self._start_step = 0
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        return trainer.progress_bar_callback is None and trainer.is_global_zero
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._start_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self._active(trainer) or step % self.every_n_steps or self._start is None:
+            return
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        metrics = trainer.callback_metrics
+        loss = metrics.get("train/loss", outputs.get("loss") if isinstance(outputs, dict) else None)
+        elapsed = time.perf_counter() - self._start
+        done = step - self._start_step
+        parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}"]
+        if loss is not None:
+            parts.append(f"loss {float(loss):.4f}")
+        if trainer.optimizers:
+            parts.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.1e}")
+        eta = f", ~{elapsed / done * (total - step):.0f} s left" if total and done else ""
+        print(" ".join(parts) + f" | {elapsed:.0f} s elapsed{eta}", flush=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active(trainer) or trainer.sanity_checking:
+            return
+        vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if vals:
+            print(f"validation at step {trainer.global_step}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in sorted(vals.items())), flush=True)

@@ -1,4 +1,5 @@
-"""Whole-word masking for byte MLM pre-training (paper §4.1): each whitespace-delimited word is masked with p."""
+"""Masking for byte MLM pre-training: whole words (paper §4.1: each whitespace-delimited word is masked with p) or
+single bytes (BERT-style, each byte masked with p: an easier task that small models learn on a CPU budget)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class WholeWordMaskingCollator:
         self.max_length = max_length
         self.generator = generator
 
+    def spans(self, ids: Sequence[int]) -> list[tuple[int, int]]:
+        """The ``[start, end)`` units that are masked together (here: words)."""
+        return word_spans(ids)
+
     def __call__(self, examples: Sequence[str] | Sequence[Sequence[int]]) -> BatchEncoding:
         if len(examples) == 0:
             raise ValueError("cannot collate an empty batch")
@@ -59,7 +64,7 @@ class WholeWordMaskingCollator:
         for b, s in enumerate(seqs):
             ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[b, : len(s)] = 1
-            spans = word_spans(s)
+            spans = self.spans(s)
             if not spans:
                 continue
             draws = torch.rand(len(spans), generator=self.generator) < self.mask_prob
@@ -68,3 +73,14 @@ class WholeWordMaskingCollator:
                     labels[b, start:end] = ids[b, start:end]
                     ids[b, start:end] = MASK_ID
         return BatchEncoding(ids, mask, labels)
+
+
+class ByteMaskingCollator(WholeWordMaskingCollator):
+    """Like ``WholeWordMaskingCollator``, but every byte (whitespace included, special ids excluded) is masked on
+    its own with ``mask_prob``."""
+
+    def spans(self, ids: Sequence[int]) -> list[tuple[int, int]]:
+        return [(i, i + 1) for i, t in enumerate(ids) if t >= NUM_SPECIAL]
+
+
+MASKING_COLLATORS = {"whole_word": WholeWordMaskingCollator, "byte": ByteMaskingCollator}

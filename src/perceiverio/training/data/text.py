@@ -15,8 +15,9 @@ import torch
 
 from ...io.text import (check_columns, embedded_topics, find_split_file, load_hf_dataset, read_table, read_texts,
                         text_files)
+from ...core.config import check_choice
 from ...tokenizer import NUM_SPECIAL, ByteTokenizer
-from ..masking import IGNORE_INDEX, WholeWordMaskingCollator
+from ..masking import IGNORE_INDEX, MASKING_COLLATORS, WholeWordMaskingCollator
 from .sampling import (DescribedDataset, EpochSampler, FixedLengthCollate, ListDataset, check_fraction,
                        check_positive, loader, pad_collate)
 
@@ -115,7 +116,8 @@ def _check_source(path: str | None, dataset: str | None) -> None:
 
 
 class TextDataModule(L.LightningDataModule):
-    """Byte masked-language-modelling data with whole-word masking.
+    """Byte masked-language-modelling data with whole-word (``masking="whole_word"``, the paper's) or single-byte
+    (``masking="byte"``) masking.
 
     Source: ``path`` (a UTF-8 text file, or a folder of ``.txt``/``.md`` files read recursively), ``dataset`` (a
     Hugging Face dataset name, local dataset folder or data file, column ``text_column``), or neither: the embedded
@@ -123,17 +125,18 @@ class TextDataModule(L.LightningDataModule):
     validation (``val_fraction`` of the characters), a single file is split at a line break.
 
     Training: each epoch draws ``len(train bytes) // seq_len`` windows (seeded per epoch) of at most ``seq_len``
-    bytes, starting at a word start and ending before a word the window would cut; each word is masked with
-    ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text once, with
+    bytes, starting at a word start and ending before a word the window would cut; each word (or byte) is
+    masked with ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text once, with
     masks fixed at setup (the same every epoch). Batches are padded to ``seq_len``:
     ``{"input_ids", "attention_mask", "labels"}`` ``[B, seq_len]`` long, labels -100 except at masked bytes.
     """
 
     def __init__(self, path: str | None = None, dataset: str | None = None, dataset_config: str | None = None,
                  text_column: str = "text", seq_len: int = 256, batch_size: int = 32, mask_prob: float = 0.15,
-                 val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0) -> None:
+                 val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0, masking: str = "whole_word") -> None:
         super().__init__()
         _check_source(path, dataset)
+        check_choice(masking, tuple(MASKING_COLLATORS), "masking")
         check_positive(seq_len=seq_len, batch_size=batch_size)
         check_fraction("val_fraction", val_fraction)
         if not 0.0 < mask_prob <= 1.0:
@@ -144,7 +147,8 @@ class TextDataModule(L.LightningDataModule):
         self.path, self.dataset, self.dataset_config, self.text_column = path, dataset, dataset_config, text_column
         self.seq_len, self.batch_size, self.mask_prob = seq_len, batch_size, mask_prob
         self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
-        self.collator = WholeWordMaskingCollator(ByteTokenizer(), mask_prob=mask_prob, max_length=seq_len)
+        self.masking = masking
+        self.collator = MASKING_COLLATORS[masking](ByteTokenizer(), mask_prob=mask_prob, max_length=seq_len)
         self.train_text: str | None = None
         self.val_text: str | None = None
         self._val_items: list[dict[str, torch.Tensor]] | None = None

@@ -99,5 +99,6 @@ class ProgressLog(L.Callback):
             return
         vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if vals:
-            print(f"validation at step {trainer.global_step}: "
+            where = f" at step {trainer.global_step}" if trainer.training or trainer.state.fn == "fit" else ""
+            print(f"validation{where}: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in sorted(vals.items())), flush=True)

@@ -1,0 +1,266 @@
+"""perceiverio against transformers and lucidrains' perceiver-pytorch: latency, training step, peak memory, FLOP/s.
+
+    pip install -e '.[bench]'
+    python benchmarks/bench.py                                   # the presets and the M/O sweeps (about an hour)
+    python benchmarks/bench.py --cases mlm --modes forward,train --precisions fp32,bf16 --reps 5
+    python benchmarks/bench.py --cases sweep_m --sizes 4096,65536,1048576 --impls ours,hf
+    python benchmarks/bench.py --compile                         # adds torch.compile variants
+    python benchmarks/report.py                                  # docs/benchmarks.md + the plot from the JSON
+
+Method. Every (configuration, mode, precision, compile) cell starts one fresh worker process per implementation;
+the workers build their models one after another, warm up, and then take turns: repetition r of every
+implementation runs before repetition r + 1 of any (interleaved), so a slow phase of the machine hits all of them
+alike. The reported time is the median. A repetition repeats the call until it has run for at least
+``--min-seconds`` and reports the mean, so millisecond calls are timed too.
+
+- forward: ``torch.inference_mode()``; train: forward + backward + ``AdamW.step()``.
+- bf16: ``torch.autocast("cpu", torch.bfloat16)`` around the call, float32 weights.
+- peak memory: the worker's peak resident set (``VmHWM``), reset (``/proc/self/clear_refs``) after the warm-up,
+  so it is the steady-state peak of the timed calls, weights included.
+- FLOPs: ``torch.utils.flop_counter`` over one call, eager, with the math attention backend (the fused CPU
+  kernels are not counted by the counter). Achieved FLOP/s are given as a fraction of the same run's dense matmul
+  throughput (``torch.mm`` of two 4096 x 4096 matrices in the same precision and thread count).
+- equal weights: for the presets perceiverio is converted from the transformers model, and the worker reports a
+  fingerprint of the output; the JSON records the largest difference to transformers' relative to its largest value.
+
+Results go to ``benchmarks/results/bench.json`` (merged with earlier runs by cell); ``report.py`` renders them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "bench.json"
+DEFAULT_SIZES = {"sweep_m": [2**k for k in range(12, 21, 2)], "sweep_o": [2**k for k in range(12, 21, 2)]}
+DEFAULT_MODES = {"mlm": ["forward", "train"], "imagenet": ["forward", "train"], "flow": ["forward"],
+                 "kinetics": ["forward"], "sweep_m": ["forward"], "sweep_o": ["forward"]}
+
+
+# ------------------------------------------------------------------------------------------------- worker
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def _worker(conn, spec: dict) -> None:
+    sys.path.insert(0, str(HERE))
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cases import build
+
+    try:
+        torch.set_num_threads(spec["threads"])
+        case = build(spec["case"], spec["impl"], spec["size"])
+        model = case.model
+        train = spec["mode"] == "train"
+        model.train(train)
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if spec["precision"] == "bf16"
+                    else torch.autocast("cpu", enabled=False))
+        fn = case.loss if train else case.forward
+        if fn is None:
+            raise ValueError(f"{spec['case']} has no {spec['mode']} mode")
+        if spec["compile"]:
+            fn = torch.compile(fn)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5) if train else None
+
+        def call():
+            if train:
+                opt.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = fn()
+                loss.backward()
+                opt.step()
+                return loss
+            with torch.inference_mode(), autocast:
+                return fn()
+
+        flops = None
+        if spec["count_flops"]:
+            with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+                if train:
+                    with autocast:
+                        (case.loss()).backward()
+                    model.zero_grad(set_to_none=True)
+                else:
+                    with torch.inference_mode(), autocast:
+                        case.forward()
+            flops = counter.get_total_flops() * case.scale
+        out = None
+        for _ in range(2 if spec["compile"] else 1):  # warm-up (and compilation)
+            out = call()
+        fingerprint = out.detach().float().flatten()[:20_000].tolist()
+        del out
+        base_kib = _status_kib("VmRSS")
+        _reset_peak()
+        conn.send({"ready": True})
+        while True:
+            cmd = conn.recv()
+            if cmd == "run":
+                n, t0 = 0, time.perf_counter()
+                while True:
+                    call()
+                    n += 1
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= spec["min_seconds"]:
+                        break
+                conn.send({"seconds": elapsed / n * case.scale, "calls": n})
+            elif cmd == "stats":
+                conn.send({"peak_gib": _status_kib("VmHWM") / 2**20, "base_gib": base_kib / 2**20,
+                           "params": case.params, "flops": flops, "note": case.note, "scale": case.scale,
+                           "fingerprint": fingerprint})
+            else:
+                return
+    except Exception as e:  # reported as the cell's error; the run goes on
+        conn.send({"error": f"{type(e).__name__}: {e}"})
+
+
+# ------------------------------------------------------------------------------------------------- driver
+def matmul_flops(threads: int, precision: str, n: int = 4096, reps: int = 5) -> float:
+    """Dense matmul FLOP/s of this machine: the median of ``reps`` ``torch.mm`` of n x n matrices."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
+    ctx = mp.get_context("spawn")
+    workers = {}
+    results = {impl: {**cell, "impl": impl, "times": []} for impl in impls}
+    for impl in impls:  # build one after another: no two builds compete for the cores
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, {**cell, "impl": impl}), daemon=True)
+        proc.start()
+        reply = parent.recv()
+        if "error" in reply:
+            log(f"  {impl}: {reply['error']}")
+            results[impl]["error"] = reply["error"]
+            proc.join()
+            continue
+        workers[impl] = (proc, parent)
+    for r in range(reps):
+        for impl, (_, conn) in workers.items():
+            conn.send("run")
+            reply = conn.recv()
+            if "error" in reply:
+                results[impl]["error"] = reply["error"]
+                continue
+            results[impl]["times"].append(reply["seconds"])
+        log(f"  rep {r + 1}/{reps}: " + ", ".join(
+            f"{impl} {results[impl]['times'][-1]:.4g} s" for impl in workers if results[impl]["times"]))
+    for impl, (proc, conn) in workers.items():
+        conn.send("stats")
+        results[impl].update(conn.recv())
+        conn.send("stop")
+        proc.join(timeout=60)
+    out = []
+    reference = results.get("hf", {}).get("fingerprint")
+    for impl, res in results.items():
+        if res["times"]:
+            res["median_s"] = statistics.median(res["times"])
+        fp = res.pop("fingerprint", None)
+        if reference and fp and impl != "hf" and len(fp) == len(reference) and cell["case"] in (
+                "mlm", "imagenet", "flow", "kinetics"):
+            scale = max(abs(v) for v in reference) or 1.0
+            res["max_rel_diff_vs_hf"] = max(abs(a - b) for a, b in zip(fp, reference)) / scale
+        out.append(res)
+    return out
+
+
+def _key(rec: dict) -> tuple:
+    return (rec["case"], rec.get("size"), rec["impl"], rec["mode"], rec["precision"], rec["compile"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(HERE))
+    from cases import IMPLS, PRESETS, SWEEPS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default=",".join(PRESETS + SWEEPS))
+    p.add_argument("--impls", default="ours,hf,lucidrains", help="those that apply to each case")
+    p.add_argument("--modes", default=None, help="forward,train (default: per case)")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--sizes", default=None, help="M or O values for the sweeps (default 4k ... 1M)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--min-seconds", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--json", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    import torch
+
+    machine = {"cpu": _cpu_name(), "threads": args.threads, "torch": torch.__version__,
+               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    precisions = args.precisions.split(",")
+    machine["matmul_flops"] = {pr: matmul_flops(args.threads, pr) for pr in precisions}
+    log(f"machine: {machine}")
+    previous = json.loads(args.json.read_text()) if args.json.is_file() else {"records": []}
+    records = {_key(r): r for r in previous["records"]}
+    for case in args.cases.split(","):
+        impls = [i for i in args.impls.split(",") if i in IMPLS[case]]
+        modes = args.modes.split(",") if args.modes else DEFAULT_MODES[case]
+        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT_SIZES[case]) \
+            if case in SWEEPS else [None]
+        for size in sizes:
+            for mode in modes:
+                for precision in precisions:
+                    for compiled in ([False, True] if args.compile else [False]):
+                        cell = {"case": case, "size": size, "mode": mode, "precision": precision,
+                                "compile": compiled, "threads": args.threads, "min_seconds": args.min_seconds,
+                                "count_flops": not args.no_flops and not compiled}
+                        log(f"{case} size={size} {mode} {precision}{' compiled' if compiled else ''}")
+                        for rec in run_cell(cell, impls, args.reps, log):
+                            rec["matmul_flops"] = machine["matmul_flops"][precision]
+                            eager = records.get(_key({**rec, "compile": False}), {})
+                            if rec.get("flops") is None and eager.get("flops"):
+                                rec["flops"] = eager["flops"]  # compiled cells reuse the eager count
+                            records[_key(rec)] = rec
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = args.json.with_suffix(".tmp")
+                        tmp.write_text(json.dumps({"machine": machine, "records": list(records.values())},
+                                                  indent=1))
+                        tmp.replace(args.json)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()

@@ -98,9 +98,13 @@ def _worker(conn, spec: dict) -> None:
                     with autocast:
                         (case.loss()).backward()
                     model.zero_grad(set_to_none=True)
-                else:
-                    with torch.inference_mode(), autocast:
+                else:  # frozen weights rather than no_grad: the counter's module tracking needs grad mode
+                    flags = [q.requires_grad for q in model.parameters()]
+                    model.requires_grad_(False)
+                    with autocast:
                         case.forward()
+                    for q, flag in zip(model.parameters(), flags):
+                        q.requires_grad_(flag)
             flops = counter.get_total_flops() * case.scale
         out = None
         for _ in range(2 if spec["compile"] else 1):  # warm-up (and compilation)

@@ -26,7 +26,8 @@ SWEEPS = ("sweep_m", "sweep_o")
 IMPLS = {"mlm": ("ours", "hf"), "imagenet": ("ours", "hf"), "flow": ("ours", "hf"), "kinetics": ("ours", "hf"),
          "sweep_m": ("ours", "hf", "lucidrains"), "sweep_o": ("ours", "hf", "lucidrains")}
 
-# the sweeps' small Perceiver: C-channel inputs and queries, N x D latents, 1 cross-attention head, L layers
+# the sweeps' small Perceiver: C-channel inputs and queries, N x D latents, L self-attention layers of 8 heads;
+# both cross-attentions have one head of C query/key and value channels (the official default for the encoder's)
 SWEEP = dict(c=64, n=256, d=512, layers=4, heads=8, o_inputs=4096, m_outputs=1)
 KINETICS_CHUNKS = 128  # transformers' documented reconstruction loop: 128 chunks, one full forward each
 
@@ -163,9 +164,8 @@ def _ours_small(num_queries: int):
     config = PerceiverIOConfig(
         num_input_channels=s["c"], num_output_queries=num_queries,
         encoder=EncoderConfig(num_latents=s["n"], num_latent_channels=s["d"], num_cross_attention_heads=1,
-                              num_self_attention_heads=s["heads"], num_self_attends_per_block=s["layers"],
-                              qk_channels=s["d"], v_channels=s["d"]),
-        decoder=DecoderConfig(num_query_channels=s["c"], num_heads=1, qk_channels=s["d"], v_channels=s["d"],
+                              num_self_attention_heads=s["heads"], num_self_attends_per_block=s["layers"]),
+        decoder=DecoderConfig(num_query_channels=s["c"], num_heads=1, qk_channels=s["c"], v_channels=s["c"],
                               use_query_residual=False))
     return PerceiverIO(config)
 
@@ -179,8 +179,10 @@ def _hf_small(num_queries: int):
                                           num_self_attends_per_block=s["layers"],
                                           num_self_attention_heads=s["heads"], num_cross_attention_heads=1)
     decoder = PerceiverBasicDecoder(config, output_num_channels=s["c"], position_encoding_type="trainable",
-                                    output_index_dims=num_queries, num_channels=s["c"], qk_channels=s["d"],
-                                    v_channels=s["d"], num_heads=1, use_query_residual=False)
+                                    output_index_dims=num_queries, num_channels=s["c"], qk_channels=s["c"],
+                                    v_channels=s["c"], num_heads=1, use_query_residual=False, final_project=False,
+                                    trainable_position_encoding_kwargs=dict(num_channels=s["c"],
+                                                                            index_dims=num_queries))
     return PerceiverModel(config, decoder=decoder)
 
 
@@ -189,7 +191,7 @@ def _lucidrains_small():
 
     s = SWEEP
     return PerceiverIO(depth=s["layers"], dim=s["c"], queries_dim=s["c"], logits_dim=s["c"], num_latents=s["n"],
-                       latent_dim=s["d"], cross_heads=1, latent_heads=s["heads"], cross_dim_head=s["d"],
+                       latent_dim=s["d"], cross_heads=1, latent_heads=s["heads"], cross_dim_head=s["c"],
                        latent_dim_head=s["d"] // s["heads"])
 
 

@@ -28,7 +28,7 @@ IMPLS = {"mlm": ("ours", "hf"), "imagenet": ("ours", "hf"), "flow": ("ours", "hf
 
 # the sweeps' small Perceiver: C-channel inputs and queries, N x D latents, L self-attention layers of 8 heads;
 # both cross-attentions have one head of C query/key and value channels (the official default for the encoder's)
-SWEEP = dict(c=64, n=256, d=512, layers=4, heads=8, o_inputs=4096, m_outputs=1)
+SWEEP = dict(c=64, n=128, d=256, layers=1, heads=8, o_inputs=4096, m_outputs=1)
 KINETICS_CHUNKS = 128  # transformers' documented reconstruction loop: 128 chunks, one full forward each
 
 
@@ -196,7 +196,7 @@ def _lucidrains_small():
 
 
 def _sweep_m(impl: str, size: int | None) -> Case:
-    """Inputs [1, M, 64] -> 256 x 512 latents -> one output query: the cost of reading M elements."""
+    """Inputs [1, M, 64] -> 128 x 256 latents -> one output query: the cost of reading M elements."""
     m = int(size)
     x = torch.randn(1, m, SWEEP["c"], generator=torch.Generator().manual_seed(1))
     return _small(impl, x, SWEEP["m_outputs"])

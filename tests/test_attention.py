@@ -207,3 +207,46 @@ def test_invalid_head_split_and_masking_rejected():
         MultiHeadAttention(CQ, CKV, 4, QK, 10, OUT)  # v 10 not divisible by 4
     with pytest.raises(ValueError, match="masking"):
         MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT, masking="hf")
+
+
+# ------------------------------------------------------------------- low precision on CPU: chunked GEMM attention
+@pytest.mark.parametrize("budget", [10**9, 40])  # one chunk; several chunks of queries
+def test_chunked_attention_equals_sdpa(budget):
+    from perceiverio.core.attention import chunked_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 11, 8, generator=g), torch.randn(2, 3, 13, 8, generator=g)
+    v = torch.randn(2, 3, 13, 5, generator=g)
+    keep = torch.rand(2, 13, generator=g) > 0.3
+    keep[:, 0] = True
+    bool_mask = keep[:, None, None, :]
+    bias = torch.zeros(2, 1, 1, 13).masked_fill(~bool_mask, torch.finfo(torch.float32).min)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask)
+    torch.testing.assert_close(chunked_attention(q, k, v, bool_mask, budget=budget), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chunked_attention(q, k, v, bias, budget=budget), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chunked_attention(q, k, v, budget=budget),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("masking", ["official", "transformers"])
+def test_bfloat16_autocast_matches_float32(masking):
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT, masking=masking)
+    x_q, x_kv = torch.randn(B, 64, CQ), torch.randn(B, 300, CKV)
+    key_mask = torch.rand(B, 300) > 0.2
+    key_mask[0] = False  # a fully masked example: wiped (official) or uniform (transformers)
+    query_mask = torch.rand(B, 64) > 0.1
+    with torch.no_grad():
+        ref = attn(x_q, x_kv, key_mask, query_mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = attn(x_q, x_kv, key_mask, query_mask)
+            # masked keys have no influence in the low-precision path either
+            changed = x_kv.clone()
+            changed[~key_mask] = 1e3
+            low_changed = attn(x_q, changed, key_mask, query_mask)
+    assert low.dtype == torch.bfloat16
+    rel = (low.float() - ref).abs().max() / ref.abs().max()
+    assert rel < 2e-2, f"bf16 relative error {rel:.3g}"
+    if masking == "official":
+        assert (low[0] == 0).all() or torch.allclose(low[0].float(), attn.o_proj.bias.expand_as(low[0]), atol=1e-2)
+        torch.testing.assert_close(low_changed[1:], low[1:])

@@ -3,6 +3,10 @@
 softmax(Q Kᵀ / sqrt(d_qk per head)) V, heads as contiguous channel slices, then an output projection. Q, K, V and
 the output projection all have biases. Only the key mask enters the fused kernel; query masking and fully masked rows
 are handled by zeroing rows of the weighted sum, which is what DeepMind's code does.
+
+On CPU in bfloat16/float16 (autocast included) the same formula runs as two GEMMs per chunk of queries instead:
+PyTorch's fused CPU kernel reaches 40-150 GFLOP/s there, the GEMMs 1.2-4.5× that (benchmarks in
+docs/benchmarks.md). The chunks bound the score block to ``LOW_PRECISION_SCORE_BUDGET`` elements.
 """
 
 from __future__ import annotations
@@ -12,6 +16,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Masking, check_choice
+
+LOW_PRECISION_SCORE_BUDGET = 2**25  # elements of one [B, h, O_chunk, M] score block (64 MiB in bfloat16)
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                      budget: int = LOW_PRECISION_SCORE_BUDGET) -> torch.Tensor:
+    """softmax(Q Kᵀ / sqrt(d)) V with explicit matmuls, ``budget`` score elements at a time.
+
+    ``q [B, h, O, d]``, ``k [B, h, M, d]``, ``v [B, h, M, e]``; ``attn_mask``: bool ``[B, 1, 1, M]`` (True = attend)
+    or an additive float bias broadcastable to the scores. Rows must not be fully masked.
+    """
+    b, h, o, d = q.shape
+    m = k.shape[-2]
+    chunk = max(1, budget // max(1, b * h * m))
+    q = q * d**-0.5  # scale O·d entries rather than O·M scores
+    kt = k.transpose(-1, -2)  # [B, h, d, M]
+    outs = []
+    for start in range(0, o, chunk):
+        scores = torch.matmul(q[:, :, start:start + chunk], kt)  # [B, h, c, M]
+        if attn_mask is not None:
+            scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
+                      else scores + attn_mask)
+        outs.append(torch.matmul(scores.softmax(dim=-1), v))  # [B, h, c, e]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
 class MultiHeadAttention(nn.Module):
@@ -60,7 +88,10 @@ class MultiHeadAttention(nn.Module):
         v = self.v_proj(x_kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, M, v/h]
 
         attn_mask, wipe = self._masks(key_mask, query_mask, q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, O, v/h]
+        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+            out = chunked_attention(q, k, v, attn_mask)  # [B, h, O, v/h]: GEMMs beat the CPU kernel here
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, O, v/h]
         out = out.transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
         if wipe is not None:
             out = out.masked_fill(wipe.unsqueeze(-1), 0.0)

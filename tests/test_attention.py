@@ -250,3 +250,102 @@ def test_bfloat16_autocast_matches_float32(masking):
     if masking == "official":
         assert (low[0] == 0).all() or torch.allclose(low[0].float(), attn.o_proj.bias.expand_as(low[0]), atol=1e-2)
         torch.testing.assert_close(low_changed[1:], low[1:])
+
+
+def test_bfloat16_training_keeps_the_fused_kernel(monkeypatch):
+    import perceiverio.core.attention as attention
+
+    calls = []
+    monkeypatch.setattr(attention, "chunked_attention", lambda *a, **k: calls.append(1) or torch.zeros(0))
+    attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT)
+    x_q, x_kv = torch.randn(B, 4, CQ), torch.randn(B, 6, CKV)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x_q, x_kv).float().sum().backward()  # grad needed: fused kernel, no [O, M] tensor kept
+        assert calls == []
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_backward_keeps_no_score_matrix(masked):
+    """Training saves q, k, v, the output and per-row statistics, never the [O, M] attention probabilities."""
+    torch.manual_seed(0)
+    o, m = 64, 2048
+    attn = MultiHeadAttention(CQ, CKV, 2, QK, V, OUT)
+    x_q, x_kv = torch.randn(1, o, CQ, requires_grad=True), torch.randn(1, m, CKV)
+    key_mask = (torch.rand(1, m) > 0.1) if masked else None
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = attn(x_q, x_kv, key_mask)
+    out.sum().backward()
+    assert max(saved) < o * m  # a score matrix alone would be 2 heads x 64 x 2048
+    assert x_q.grad is not None and torch.isfinite(x_q.grad).all()
+
+
+@pytest.mark.parametrize("dq, dv", [(4, 6), (6, 4), (5, 5)])
+def test_training_path_gradients_equal_the_formula(dq, dv):
+    from perceiverio.core.attention import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 7, dq, generator=g), torch.randn(2, 3, 9, dq, generator=g)
+    v = torch.randn(2, 3, 9, dv, generator=g)
+    mask = torch.rand(2, 1, 1, 9, generator=g) > 0.3
+    mask[..., 0] = True
+    grads = []
+    for fn in (lambda q, k, v: attend(q, k, v, mask),
+               lambda q, k, v: (((q @ k.transpose(-1, -2)) / math.sqrt(dq)).masked_fill(~mask, float("-inf"))
+                                .softmax(-1) @ v)):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        out = fn(*leaves)
+        assert out.shape == (2, 3, 7, dv)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append([out.detach()] + [t.grad for t in leaves])
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------- huge M: keys and values read in chunks
+@pytest.mark.parametrize("masking", ["official", "transformers"])
+@pytest.mark.parametrize("chunk", [7, 16, 49])
+def test_kv_chunks_equal_one_pass(masking, chunk):
+    from perceiverio.core.blocks import CrossAttentionBlock
+
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(CQ, CKV, num_heads=2, num_qk_channels=8, num_v_channels=12, masking=masking)
+    x_q, x_kv = torch.randn(3, 6, CQ), torch.randn(3, 50, CKV) * 3
+    key_mask = torch.rand(3, 50) > 0.3
+    key_mask[1] = False  # a fully masked example
+    key_mask[2, :20] = False  # whole chunks without a key
+    query_mask = torch.rand(3, 6) > 0.2
+    with torch.no_grad():
+        block.kv_chunk_size = None
+        ref = block(x_q, x_kv, key_mask, query_mask)
+        block.kv_chunk_size = chunk
+        out = block(x_q, x_kv, key_mask, query_mask)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(block(x_q, x_kv), (setattr(block, "kv_chunk_size", None), block(x_q, x_kv))[1],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_kv_chunks_only_without_gradients(monkeypatch):
+    from perceiverio.core.blocks import CrossAttentionBlock
+
+    block = CrossAttentionBlock(CQ, CKV, num_heads=1)
+    block.kv_chunk_size = 4
+    calls = []
+    original = block.attention.forward_kv_chunks
+    monkeypatch.setattr(block.attention, "forward_kv_chunks", lambda *a, **k: calls.append(1) or original(*a, **k))
+    x_q, x_kv = torch.randn(1, 3, CQ), torch.randn(1, 10, CKV)
+    block(x_q, x_kv).sum().backward()  # training: one pass, gradients as usual
+    assert calls == [] and block.attention.k_proj.weight.grad is not None
+    with torch.no_grad():
+        block(x_q, x_kv)
+    assert calls == [1]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = block(x_q, x_kv)
+        block.kv_chunk_size = None
+        ref = block(x_q, x_kv)
+    assert (low.float() - ref.float()).abs().max() / ref.float().abs().max() < 2e-2

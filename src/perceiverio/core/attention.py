@@ -4,12 +4,17 @@ softmax(Q Kᵀ / sqrt(d_qk per head)) V, heads as contiguous channel slices, the
 the output projection all have biases. Only the key mask enters the fused kernel; query masking and fully masked rows
 are handled by zeroing rows of the weighted sum, which is what DeepMind's code does.
 
-On CPU in bfloat16/float16 (autocast included) the same formula runs as two GEMMs per chunk of queries instead:
-PyTorch's fused CPU kernel reaches 40-150 GFLOP/s there, the GEMMs 1.2-4.5× that (benchmarks in
-docs/benchmarks.md). The chunks bound the score block to ``LOW_PRECISION_SCORE_BUDGET`` elements.
+On CPU (see ``attend``): inference in bfloat16/float16 (autocast included) runs as two GEMMs per chunk of queries,
+since PyTorch's fused CPU kernel reaches 40-190 GFLOP/s there and the GEMMs 1.2-4.5× that (docs/benchmarks.md);
+so does inference with q/k and v head widths that differ (the fused CPU kernel needs one width, and PyTorch's
+fallback would hold every [O, M] score at once). The chunks bound the score block to
+``LOW_PRECISION_SCORE_BUDGET`` elements. Training pads to one head width so that the fused kernel, which keeps no
+[O, M] probabilities for backward, always applies.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +45,29 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_ma
                       else scores + attn_mask)
         outs.append(torch.matmul(scores.softmax(dim=-1), v))  # [B, h, c, e]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(Q Kᵀ / sqrt(d)) V through the fastest exact path that keeps no ``[O, M]`` tensor for backward.
+
+    On CPU: inference in low precision, or with different q/k and v head widths (which the fused CPU kernel does
+    not take), runs as chunked GEMMs; training pads the narrower head width with zeros so that the fused kernel
+    applies (its backward recomputes the probabilities instead of saving them). Elsewhere: the fused kernels.
+    """
+    dq, dv = q.shape[-1], v.shape[-1]
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    if not _needs_grad(q, k, v) and (dq != dv or q.dtype in (torch.bfloat16, torch.float16)):
+        return chunked_attention(q, k, v, attn_mask)
+    if dq == dv:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    width = max(dq, dv)  # zero channels add nothing to Q Kᵀ, and padded V channels are cut off
+    q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=dq**-0.5)[..., :dv]
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class MultiHeadAttention(nn.Module):
@@ -88,11 +116,53 @@ class MultiHeadAttention(nn.Module):
         v = self.v_proj(x_kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, M, v/h]
 
         attn_mask, wipe = self._masks(key_mask, query_mask, q.dtype)
-        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-            out = chunked_attention(q, k, v, attn_mask)  # [B, h, O, v/h]: GEMMs beat the CPU kernel here
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, O, v/h]
+        out = attend(q, k, v, attn_mask)  # [B, h, O, v/h]
         out = out.transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
+        if wipe is not None:
+            out = out.masked_fill(wipe.unsqueeze(-1), 0.0)
+        return self.o_proj(out)
+
+    def forward_kv_chunks(
+        self,
+        x_q: torch.Tensor,  # [B, O, Cq], already normalised
+        x_kv: torch.Tensor,  # [B, M, Ckv], raw: ``kv_transform`` is applied chunk by chunk
+        kv_transform: Callable[[torch.Tensor], torch.Tensor],
+        chunk_size: int,
+        key_mask: torch.Tensor | None = None,  # [B, M]
+        query_mask: torch.Tensor | None = None,  # [B, O]
+    ) -> torch.Tensor:  # [B, O, out]
+        """``forward(x_q, kv_transform(x_kv), ...)`` for huge M, reading ``chunk_size`` inputs at a time.
+
+        The normalised inputs, keys and values of all M elements never exist at once: each chunk's keys and values
+        are projected, scored and folded into a running softmax (running max, normaliser and weighted sum, in
+        float32), so memory is O(chunk) rather than O(M) and the working set stays in cache. Same result as
+        ``forward`` up to float rounding. For inference: the running state is not built for backward.
+        """
+        b, o, _ = x_q.shape
+        h = self.num_heads
+        q = self.q_proj(x_q).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, O, qk/h]
+        q = q * q.shape[-1] ** -0.5
+        attn_mask, wipe = self._masks(key_mask, query_mask, torch.float32)  # [B, 1, 1, M] bool or bias
+        running_max = torch.full((b, h, o, 1), float("-inf"), device=q.device)
+        normaliser = torch.zeros((b, h, o, 1), device=q.device)
+        acc = None  # [B, h, O, v/h] float32
+        for start in range(0, x_kv.shape[1], chunk_size):
+            kv = kv_transform(x_kv[:, start:start + chunk_size])  # [B, c, Ckv]
+            k = self.k_proj(kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, c, qk/h]
+            v = self.v_proj(kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, c, v/h]
+            scores = torch.matmul(q, k.transpose(-1, -2)).float()  # [B, h, O, c]
+            if attn_mask is not None:
+                m = attn_mask[..., start:start + chunk_size]
+                scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
+            new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
+            safe_max = new_max.masked_fill(torch.isinf(new_max), 0.0)  # rows with only masked keys so far
+            p = torch.exp(scores - safe_max)  # [B, h, O, c]
+            correction = torch.exp(running_max - safe_max)
+            normaliser = normaliser * correction + p.sum(dim=-1, keepdim=True)
+            pv = torch.matmul(p.to(v.dtype), v).float()  # [B, h, O, v/h]
+            acc = pv if acc is None else acc * correction + pv
+            running_max = new_max
+        out = (acc / normaliser).to(q.dtype).transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
         if wipe is not None:
             out = out.masked_fill(wipe.unsqueeze(-1), 0.0)
         return self.o_proj(out)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, _needs_grad
 from .config import Activation, Masking, check_choice
 
 LAYER_NORM_EPS = 1e-5
+KV_CHUNK_SIZE = 16_384  # inference reads key/value arrays longer than this in chunks (fits the cache; O(chunk) memory)
 
 
 class MLP(nn.Module):
@@ -35,7 +36,9 @@ class CrossAttentionBlock(nn.Module):
     """Queries attend to a key/value array; the output has the query width.
 
     ``num_qk_channels`` defaults to the key/value width (official ``shape_for_attn='kv'``), ``num_v_channels`` to
-    qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output.
+    qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output. Without gradients, key/value
+    arrays longer than ``kv_chunk_size`` are normalised, projected and attended chunk by chunk
+    (``MultiHeadAttention.forward_kv_chunks``).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
         self.dropout = nn.Dropout(dropout)
         self.use_query_residual = use_query_residual
+        self.kv_chunk_size: int | None = KV_CHUNK_SIZE  # None: always one pass
 
     def forward(
         self,
@@ -69,7 +73,12 @@ class CrossAttentionBlock(nn.Module):
         key_mask: torch.Tensor | None = None,  # [B, M]
         query_mask: torch.Tensor | None = None,  # [B, O]
     ) -> torch.Tensor:  # [B, O, Cq]
-        a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))
+        chunk = self.kv_chunk_size
+        if (chunk and x_kv.shape[1] > chunk and not _needs_grad(x_q, x_kv, *self.parameters())
+                and (self.dropout.p == 0 or not self.training)):
+            a = self.attention.forward_kv_chunks(self.q_norm(x_q), x_kv, self.kv_norm, chunk, key_mask, query_mask)
+        else:
+            a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))
         x = x_q + a if self.use_query_residual else a
         return x + self.mlp(self.mlp_norm(x))
 

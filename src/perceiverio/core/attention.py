@@ -66,6 +66,57 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.T
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=dq**-0.5)[..., :dv]
 
 
+# PyTorch's fused CPU kernel, which also returns the log-sum-exp that chunks need to be combined
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+class _OnlineSoftmax:
+    """softmax(Q Kᵀ / sqrt(d)) V over key/value chunks that arrive one at a time (float32 running state).
+
+    Each chunk gives its own attention output and log-sum-exp of scores (the fused CPU kernel when ``fused``,
+    else two GEMMs); outputs are combined with weights exp(lse_chunk − lse_total), so the result equals one
+    softmax over all keys. A chunk in which an example has no unmasked key gets weight 0.
+    """
+
+    def __init__(self, fused: bool) -> None:
+        self.fused = fused
+        self.lse: torch.Tensor | None = None  # [B, h, O, 1]
+        self.acc: torch.Tensor | None = None  # [B, h, O, v/h]
+
+    def add(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> None:
+        dq, dv = q.shape[-1], v.shape[-1]
+        has_key = None
+        if mask is not None and mask.dtype == torch.bool:
+            has_key = mask.any(dim=-1, keepdim=True)  # [B, 1, 1, 1]
+            mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
+        if self.fused:
+            width = max(dq, dv)  # the kernel needs one head width: zero channels change nothing
+            qp, kp, vp = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
+            out, lse = _FLASH_CPU(qp, kp, vp, attn_mask=mask, scale=dq**-0.5)
+            out, lse = out[..., :dv].float(), lse.unsqueeze(-1).float()  # [B, h, O, v/h], [B, h, O, 1]
+        else:
+            scores = torch.matmul(q * dq**-0.5, k.transpose(-1, -2)).float()  # [B, h, O, c]
+            if mask is not None:
+                scores = scores + mask
+            lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+            p = torch.exp(scores - lse.masked_fill(torch.isinf(lse), 0.0))
+            out = torch.matmul(p.to(v.dtype), v).float()
+        if has_key is not None:
+            lse = lse.masked_fill(~has_key, float("-inf"))
+            out = out.masked_fill(~has_key, 0.0)
+        if self.lse is None:
+            self.lse, self.acc = lse, out
+            return
+        total = torch.logaddexp(self.lse, lse)
+        safe = total.masked_fill(torch.isinf(total), 0.0)
+        self.acc = self.acc * torch.exp(self.lse - safe) + out * torch.exp(lse - safe)
+        self.lse = total
+
+    def result(self) -> torch.Tensor:
+        # the first chunks may all have been masked for an example: renormalise by what was seen
+        return self.acc * torch.exp(self.lse - self.lse.masked_fill(torch.isinf(self.lse), 0.0))
+
+
 def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
@@ -138,31 +189,22 @@ class MultiHeadAttention(nn.Module):
         float32), so memory is O(chunk) rather than O(M) and the working set stays in cache. Same result as
         ``forward`` up to float rounding. For inference: the running state is not built for backward.
         """
+        if self.masking == "transformers" and key_mask is not None and not bool(key_mask.any(dim=-1).all()):
+            # transformers attends uniformly over all keys of a fully masked example (scores + finfo.min are all
+            # equal); a float32 log-sum-exp cannot carry that across chunks, so such batches take one pass
+            return self.forward(x_q, kv_transform(x_kv), key_mask, query_mask)
         b, o, _ = x_q.shape
         h = self.num_heads
         q = self.q_proj(x_q).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, O, qk/h]
-        q = q * q.shape[-1] ** -0.5
         attn_mask, wipe = self._masks(key_mask, query_mask, torch.float32)  # [B, 1, 1, M] bool or bias
-        running_max = torch.full((b, h, o, 1), float("-inf"), device=q.device)
-        normaliser = torch.zeros((b, h, o, 1), device=q.device)
-        acc = None  # [B, h, O, v/h] float32
+        fused = q.dtype == torch.float32 and q.device.type == "cpu" and _FLASH_CPU is not None
+        state = _OnlineSoftmax(fused)
         for start in range(0, x_kv.shape[1], chunk_size):
             kv = kv_transform(x_kv[:, start:start + chunk_size])  # [B, c, Ckv]
             k = self.k_proj(kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, c, qk/h]
             v = self.v_proj(kv).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, c, v/h]
-            scores = torch.matmul(q, k.transpose(-1, -2)).float()  # [B, h, O, c]
-            if attn_mask is not None:
-                m = attn_mask[..., start:start + chunk_size]
-                scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
-            new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
-            safe_max = new_max.masked_fill(torch.isinf(new_max), 0.0)  # rows with only masked keys so far
-            p = torch.exp(scores - safe_max)  # [B, h, O, c]
-            correction = torch.exp(running_max - safe_max)
-            normaliser = normaliser * correction + p.sum(dim=-1, keepdim=True)
-            pv = torch.matmul(p.to(v.dtype), v).float()  # [B, h, O, v/h]
-            acc = pv if acc is None else acc * correction + pv
-            running_max = new_max
-        out = (acc / normaliser).to(q.dtype).transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
+            state.add(q, k, v, None if attn_mask is None else attn_mask[..., start:start + chunk_size])
+        out = state.result().to(q.dtype).transpose(1, 2).reshape(b, o, -1)  # [B, O, v]
         if wipe is not None:
             out = out.masked_fill(wipe.unsqueeze(-1), 0.0)
         return self.o_proj(out)

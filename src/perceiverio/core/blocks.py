@@ -13,7 +13,7 @@ from .attention import MultiHeadAttention, _needs_grad
 from .config import Activation, Masking, check_choice
 
 LAYER_NORM_EPS = 1e-5
-KV_CHUNK_SIZE = 16_384  # inference reads key/value arrays longer than this in chunks (fits the cache; O(chunk) memory)
+KV_CHUNK_SIZE = 4096  # inference reads longer key/value arrays in chunks: O(chunk) memory, cache-sized working set
 
 
 class MLP(nn.Module):

@@ -18,8 +18,9 @@ alike. The reported time is the median. A repetition repeats the call until it h
 - peak memory: the worker's peak resident set (``VmHWM``), reset (``/proc/self/clear_refs``) after the warm-up,
   so it is the steady-state peak of the timed calls, weights included.
 - FLOPs: ``torch.utils.flop_counter`` over one call, eager, with the math attention backend (the fused CPU
-  kernels are not counted by the counter). Achieved FLOP/s are given as a fraction of the same run's dense matmul
-  throughput (``torch.mm`` of two 4096 x 4096 matrices in the same precision and thread count).
+  kernels are not counted by the counter). Achieved FLOP/s are given as a fraction of the machine's dense matmul
+  throughput measured within the same cell (``torch.mm`` of 2048 x 2048 matrices, same precision and threads,
+  before each repetition round and after the last; median), since a shared machine drifts by minutes.
 - equal weights: for the presets perceiverio is converted from the transformers model, and the worker reports a
   fingerprint of the output; the JSON records the largest difference to transformers' relative to its largest value.
 
@@ -167,7 +168,9 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
             proc.join()
             continue
         workers[impl] = (proc, parent)
+    matmul = []  # the machine's matmul throughput, measured between the repetitions of this cell
     for r in range(reps):
+        matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
         for impl, (_, conn) in workers.items():
             conn.send("run")
             reply = conn.recv()
@@ -182,11 +185,13 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
         results[impl].update(conn.recv())
         conn.send("stop")
         proc.join(timeout=60)
+    matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
     out = []
     reference = results.get("hf", {}).get("fingerprint")
     for impl, res in results.items():
         if res["times"]:
             res["median_s"] = statistics.median(res["times"])
+        res["matmul_flops"] = statistics.median(matmul)
         fp = res.pop("fingerprint", None)
         if reference and fp and impl != "hf" and cell["case"] in ("mlm", "imagenet", "flow", "kinetics"):
             n = min(len(fp), len(reference))  # Kinetics: transformers' first chunk against our first points
@@ -244,7 +249,6 @@ def main(argv: list[str] | None = None) -> None:
                                 "count_flops": not args.no_flops and not compiled}
                         log(f"{case} size={size} {mode} {precision}{' compiled' if compiled else ''}")
                         for rec in run_cell(cell, impls, args.reps, log):
-                            rec["matmul_flops"] = machine["matmul_flops"][precision]
                             eager = records.get(_key({**rec, "compile": False}), {})
                             if rec.get("flops") is None and eager.get("flops"):
                                 rec["flops"] = eager["flops"]  # compiled cells reuse the eager count

@@ -91,7 +91,8 @@ class _OnlineSoftmax:
             mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
         if self.fused:
             width = max(dq, dv)  # the kernel needs one head width: zero channels change nothing
-            qp, kp, vp = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
+            # float32: PyTorch's CPU kernel is faster in float32 than in bfloat16 (docs/benchmarks.md)
+            qp, kp, vp = (F.pad(t.float(), (0, width - t.shape[-1])) for t in (q, k, v))
             out, lse = _FLASH_CPU(qp, kp, vp, attn_mask=mask, scale=dq**-0.5)
             out, lse = out[..., :dv].float(), lse.unsqueeze(-1).float()  # [B, h, O, v/h], [B, h, O, 1]
         else:
@@ -197,7 +198,7 @@ class MultiHeadAttention(nn.Module):
         h = self.num_heads
         q = self.q_proj(x_q).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, O, qk/h]
         attn_mask, wipe = self._masks(key_mask, query_mask, torch.float32)  # [B, 1, 1, M] bool or bias
-        fused = q.dtype == torch.float32 and q.device.type == "cpu" and _FLASH_CPU is not None
+        fused = q.device.type == "cpu" and _FLASH_CPU is not None
         state = _OnlineSoftmax(fused)
         for start in range(0, x_kv.shape[1], chunk_size):
             kv = kv_transform(x_kv[:, start:start + chunk_size])  # [B, c, Ckv]

@@ -94,6 +94,14 @@ def _worker(conn, spec: dict) -> None:
 
         flops = None
         if spec["count_flops"]:
+            # the counter sees only aten ops it knows: count one-pass attention (chunked key/value reading calls
+            # the fused kernel directly, which it would miss)
+            from perceiverio.core.blocks import CrossAttentionBlock
+
+            chunked = [m for m in model.modules() if isinstance(m, CrossAttentionBlock)]
+            saved = [m.kv_chunk_size for m in chunked]
+            for m in chunked:
+                m.kv_chunk_size = None
             with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
                 if train:
                     with autocast:
@@ -107,6 +115,8 @@ def _worker(conn, spec: dict) -> None:
                     for q, flag in zip(model.parameters(), flags):
                         q.requires_grad_(flag)
             flops = counter.get_total_flops() * case.scale
+            for m, size in zip(chunked, saved):
+                m.kv_chunk_size = size
         out = None
         for _ in range(2 if spec["compile"] else 1):  # warm-up (and compilation)
             out = call()

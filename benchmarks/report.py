@@ -65,7 +65,10 @@ def preset_table(records: list[dict]) -> str:
                 mem = f"{r['peak_gib'] / hf['peak_gib']:.2f}×"
             if r.get("max_rel_diff_vs_hf") is not None:
                 diff = f"{r['max_rel_diff_vs_hf']:.1e}"
-            note = f" ({r['note']})" if r.get("note") else ""
+            note = r.get("note") or ""
+            if note.startswith("training ") and key[1] != "train":
+                note = ""
+            note = f" ({note})" if note else ""
             rows.append(f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]}{note} | "
                         f"{_fmt_s(r.get('median_s'))} | {r['peak_gib']:.2f} GiB | "
                         f"{(r.get('flops') or 0) / 1e9:.0f} | {gflops} | {frac} | {speed} | {mem} | {diff} |")

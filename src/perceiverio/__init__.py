@@ -24,7 +24,8 @@ from .training import ByteMaskingCollator, WholeWordMaskingCollator
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioAdapterConfig", "BatchEncoding", "ByteMaskingCollator", "ByteTokenizer", "DecoderConfig", "EncoderConfig", "ImageAdapterConfig",
+    "AudioAdapterConfig", "BatchEncoding", "ByteMaskingCollator", "ByteTokenizer", "DecoderConfig", "EncoderConfig",
+    "ImageAdapterConfig",
     "ImageClassifier", "ImageClassifierConfig", "LabelAdapterConfig", "MaskedLanguageModel",
     "MaskedLanguageModelConfig", "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier",
     "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverIO", "PerceiverIOConfig",

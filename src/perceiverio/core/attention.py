@@ -94,7 +94,7 @@ class _OnlineSoftmax:
             # float32: PyTorch's CPU kernel is faster in float32 than in bfloat16 (docs/benchmarks.md)
             qp, kp, vp = (F.pad(t.float(), (0, width - t.shape[-1])) for t in (q, k, v))
             out, lse = _FLASH_CPU(qp, kp, vp, attn_mask=mask, scale=dq**-0.5)
-            out, lse = out[..., :dv].float(), lse.unsqueeze(-1).float()  # [B, h, O, v/h], [B, h, O, 1]
+            out, lse = out[..., :dv], lse.unsqueeze(-1)  # [B, h, O, v/h], [B, h, O, 1]: float32 already
         else:
             scores = torch.matmul(q * dq**-0.5, k.transpose(-1, -2)).float()  # [B, h, O, c]
             if mask is not None:
@@ -114,8 +114,8 @@ class _OnlineSoftmax:
         self.lse = total
 
     def result(self) -> torch.Tensor:
-        # the first chunks may all have been masked for an example: renormalise by what was seen
-        return self.acc * torch.exp(self.lse - self.lse.masked_fill(torch.isinf(self.lse), 0.0))
+        # ``add`` keeps ``acc`` normalised by everything seen so far (an example without any key stays 0)
+        return self.acc
 
 
 def _needs_grad(*tensors: torch.Tensor) -> bool:

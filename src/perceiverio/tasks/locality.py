@@ -31,9 +31,9 @@ from ..core.attention import MultiHeadAttention
 
 
 def sinusoid_codes(positions: torch.Tensor, num_channels: int, max_period: float) -> torch.Tensor:
-    """Codes ``[P, C]`` for float positions ``[P]``: channels ``2k, 2k+1`` = ``sin, cos(2π p / λ_k)``, wavelengths
-    ``λ_k`` geometric from 3 to ``max_period``. Each entry has RMS 1, and ``S[p]·S[q] = Σ_k cos(2π (p − q) / λ_k)``
-    depends on ``p − q`` only."""
+    """Codes ``[P, C]`` for float positions ``[P]``: channels ``2k, 2k+1`` = ``√2·sin, √2·cos(2π p / λ_k)``,
+    wavelengths ``λ_k`` geometric from 3 to ``max_period``. Each entry has RMS 1, and
+    ``S[p]·S[q] = 2 Σ_k cos(2π (p − q) / λ_k)`` depends on ``p − q`` only."""
     if num_channels % 2:
         raise ValueError(f"num_channels must be even for sin/cos pairs, got {num_channels}")
     k = num_channels // 2

@@ -126,8 +126,8 @@ class TextDataModule(L.LightningDataModule):
 
     Training: each epoch draws ``len(train bytes) // seq_len`` windows (seeded per epoch) of at most ``seq_len``
     bytes, starting at a word start and ending before a word the window would cut; each word (or byte) is
-    masked with ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text once, with
-    masks fixed at setup (the same every epoch). Batches are padded to ``seq_len``:
+    masked with ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text
+    once, with masks fixed at setup (the same every epoch). Batches are padded to ``seq_len``:
     ``{"input_ids", "attention_mask", "labels"}`` ``[B, seq_len]`` long, labels -100 except at masked bytes.
     """
 

@@ -1,5 +1,6 @@
-"""LAMB against the optax closed form, decay groups, schedules."""
+"""LAMB against the optax closed form, decay groups, schedules, updates inside backward."""
 
+import copy
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from perceiverio.training.optim import Lamb, build_optimizer, lr_factor, param_groups
+from perceiverio.tasks import MaskedLanguageModel, MaskedLanguageModelConfig
+from perceiverio.training.optim import Lamb, StepInBackward, build_optimizer, lr_factor, param_groups
 
 
 def _reference_lamb(w, grads, lr, b1=0.9, b2=0.999, eps=1e-6, wd=0.0):
@@ -71,3 +73,49 @@ def test_schedules():
     assert lr_factor(3, 10, "constant") == 1.0
     with pytest.raises(ValueError, match="schedule"):
         lr_factor(0, 10, "linear")
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_step_in_backward_gives_the_usual_updates(name):
+    """Same weights and optimiser state as backward() + step() over a warm-up schedule, with tied weights (the MLM's
+    embedding is its output layer), weight decay groups and gradient checkpointing (which recomputes layers in
+    backward, after later layers were already updated)."""
+    torch.manual_seed(0)
+    model = MaskedLanguageModel(MaskedLanguageModelConfig.tiny(max_seq_len=32))
+    model.encoder.gradient_checkpointing = True
+    ids = torch.randint(6, 262, (3, 32))
+    labels = torch.where(torch.rand(3, 32) < 0.3, ids, torch.full_like(ids, -100))
+    runs = []
+    for in_backward in (False, True):
+        m = copy.deepcopy(model)
+        opt = build_optimizer(m, name, lr=3e-3, weight_decay=0.1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / 3)
+        hooks = StepInBackward(opt) if in_backward else None
+        for _ in range(3):
+            opt.zero_grad()
+            before = m.input_adapter.token_embedding.weight.detach().clone()
+            m(ids.masked_fill(labels != -100, 3), labels=labels).loss.backward()
+            if in_backward:  # already updated, and no gradient kept
+                assert not torch.equal(before, m.input_adapter.token_embedding.weight)
+                assert all(p.grad is None for p in m.parameters())
+            opt.step()
+            schedule.step()
+        if hooks is not None:
+            hooks.remove()
+        runs.append((m, opt))
+    (a, opt_a), (b, opt_b) = runs
+    for (key, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=key)
+    steps = {int(torch.as_tensor(s["step"])) for s in opt_b.state.values()}
+    assert steps == {3} and len(opt_b.state) == len(opt_a.state)
+
+
+def test_step_in_backward_remove_restores_plain_backward():
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with StepInBackward(opt):
+        model(torch.randn(3, 4)).sum().backward()
+        assert model.weight.grad is None
+    before = model.weight.detach().clone()
+    model(torch.randn(3, 4)).sum().backward()  # hooks removed: a plain gradient, no update
+    assert model.weight.grad is not None and torch.equal(before, model.weight)

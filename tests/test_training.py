@@ -348,6 +348,37 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
 
 
+def test_step_in_backward_trains_like_the_plain_step():
+    runs = []
+    for in_backward in (False, True):
+        L.seed_everything(0, verbose=False)
+        config = OptimizerConfig(lr=3e-3, warmup_steps=2, step_in_backward=in_backward)
+        module = MaskedLanguageModelTask(MLM, optimizer=config)
+        initial = final_weights(module)
+        t = trainer(max_steps=3)
+        t.fit(module, loader(mlm_examples(6), 2))
+        assert t.global_step == 3
+        runs.append(final_weights(module))
+    a, b = runs
+    assert not torch.equal(a["input_adapter.token_embedding.weight"], initial["input_adapter.token_embedding.weight"])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    # the hooks are gone after fit: a later backward leaves gradients and weights alone
+    before = final_weights(module)
+    batch = batch_of(mlm_examples(2))
+    module(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss.backward()
+    assert all(p.grad is not None for p in module.parameters() if p.requires_grad)
+    assert all(torch.equal(before[k], v) for k, v in final_weights(module).items())
+
+
+@pytest.mark.parametrize("kwargs, expected", [({"accumulate_grad_batches": 2}, "accumulate_grad_batches=2"),
+                                              ({"gradient_clip_val": 1.0}, "gradient_clip_val=1.0")])
+def test_step_in_backward_refuses_what_needs_every_gradient(kwargs, expected):
+    module = MaskedLanguageModelTask(MLM, optimizer=OptimizerConfig(step_in_backward=True))
+    with pytest.raises(ValueError, match=expected):
+        trainer(max_steps=1, **kwargs).fit(module, loader(mlm_examples(2), 2))
+
+
 def test_compile_switch_wraps_the_model(monkeypatch):
     calls = []
 

@@ -1,8 +1,10 @@
 """Optimisers and schedules of the paper's recipes: LAMB (as ``optax.lamb``), AdamW, decoupled weight decay without
-decay on biases and normalisation parameters, constant-then-cosine and warm-up-then-cosine schedules."""
+decay on biases and normalisation parameters, constant-then-cosine and warm-up-then-cosine schedules; and
+:class:`StepInBackward`, which updates each parameter during backward so that gradients never all coexist."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
@@ -60,6 +62,56 @@ class Lamb(torch.optim.Optimizer):
                 ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
                 p.add_((update * ratio).to(p.dtype), alpha=-group["lr"])
         return loss
+
+
+class StepInBackward:
+    """Update each parameter inside backward, as soon as its gradient is complete, then free that gradient.
+
+    The update is ``optimizer``'s own (same state, same hyper-parameters, same schedule: the wrapped optimiser's
+    ``param_groups`` are read at every update), so training is numerically the same as ``backward(); step()``
+    while the model's full set of gradients never exists at once: training memory drops by one copy of the
+    parameters (201M-parameter MLM: 0.75 GiB of its ~4 GiB). The optimiser's own ``step()`` then finds no
+    gradients and does nothing, so a training loop (or Lightning) that still calls it stays correct.
+
+    Not compatible with anything that needs every gradient before the update: gradient accumulation over several
+    backward passes, clipping by global norm, loss scaling (fp16 ``GradScaler``) and data-parallel gradient
+    reduction (the hooks fire before the reduction). :class:`~perceiverio.training.module.PerceiverTask` refuses
+    those combinations. Works with gradient checkpointing (non-reentrant) and with weights shared between layers
+    (a parameter's gradient is complete only after all its uses).
+
+    ``remove()`` detaches the hooks (also done when the object is used as a context manager).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self._handles = []
+        seen: set[int] = set()
+        for index, group in enumerate(optimizer.param_groups):
+            for p in group["params"]:
+                if id(p) in seen:
+                    raise ValueError("a parameter appears twice in the optimizer's param_groups")
+                seen.add(id(p))
+                self._handles.append(p.register_post_accumulate_grad_hook(functools.partial(self._update, index)))
+
+    def _update(self, index: int, p: torch.Tensor) -> None:
+        groups = self.optimizer.param_groups
+        self.optimizer.param_groups = [{**groups[index], "params": [p]}]  # the live group, this parameter only
+        try:
+            self.optimizer.step()
+        finally:
+            self.optimizer.param_groups = groups
+        p.grad = None
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> StepInBackward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -285,6 +285,44 @@ def test_backward_keeps_no_score_matrix(masked):
     assert x_q.grad is not None and torch.isfinite(x_q.grad).all()
 
 
+def test_checkpointing_keeps_no_per_element_activations():
+    """With gradient checkpointing on, autograd keeps no [M, ·] or [O, ·] activation of the cross-attentions (their
+    normalised inputs, keys, values, hidden states) between forward and backward, chunked decoding included, and the
+    gradients do not change."""
+    from perceiverio import DecoderConfig, EncoderConfig, PerceiverIO, PerceiverIOConfig
+
+    m, c, o = 4096, 32, 4096
+    torch.manual_seed(0)
+    model = PerceiverIO(PerceiverIOConfig(
+        num_input_channels=c, num_output_queries=o,
+        encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
+                              num_self_attention_heads=2, num_self_attends_per_block=2),
+        decoder=DecoderConfig(num_query_channels=c, num_heads=1))).train()
+    x = torch.randn(1, m, c)
+    given = {t.untyped_storage().data_ptr() for t in [x, *model.parameters()]}  # not new memory
+    totals, grads = {}, {}
+    for ckpt in (False, True):
+        model.encoder.gradient_checkpointing = model.decoder.gradient_checkpointing = ckpt
+        model.zero_grad()
+        saved = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in given:
+                saved[storage.data_ptr()] = storage.nbytes() // t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x, chunk_size=1024)  # [1, O, C]
+        (out * torch.linspace(-1, 1, c)).sum().backward()
+        totals[ckpt] = sum(saved.values())
+        grads[ckpt] = [p.grad.clone() for p in model.parameters()]
+    assert totals[False] > 8 * m * c  # without: several [M, C] and [O, C] arrays per cross-attention
+    assert totals[True] < m * c // 8  # with: latent-sized bookkeeping only
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("dq, dv", [(4, 6), (6, 4), (5, 5)])
 def test_training_path_gradients_equal_the_formula(dq, dv):
     from perceiverio.core.attention import attend

@@ -341,6 +341,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     ckpt = MaskedLanguageModelTask(MLM, gradient_checkpointing=True)
     ckpt.load_state_dict(plain.state_dict())
     assert ckpt.model.encoder.gradient_checkpointing and not plain.model.encoder.gradient_checkpointing
+    assert ckpt.model.decoder.gradient_checkpointing and not plain.model.decoder.gradient_checkpointing
     b = batch_of(mlm_examples(2))
     for m in (plain, ckpt):
         m(b["input_ids"], b["attention_mask"], labels=b["labels"]).loss.backward()

@@ -6,8 +6,11 @@ the queries gives exactly the same rows as decoding all of them; ``chunk_size`` 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .blocks import CrossAttentionBlock
 from .config import Activation, DecoderConfig, Masking
@@ -15,7 +18,12 @@ from .init import init_official_
 
 
 class PerceiverDecoder(nn.Module):
-    """Maps queries ``[B, O, E]`` and latents ``[B, N, D]`` to ``[B, O, out]`` (``out`` = E without projection)."""
+    """Maps queries ``[B, O, E]`` and latents ``[B, N, D]`` to ``[B, O, out]`` (``out`` = E without projection).
+
+    Set ``gradient_checkpointing = True`` to recompute the cross-attention in backward (per chunk with
+    ``chunk_size``) instead of storing its activations (training only): with chunks, training on huge O keeps
+    only the queries and outputs, not the ``[B, O, ·]`` hidden states.
+    """
 
     def __init__(self, config: DecoderConfig, num_latent_channels: int, activation: Activation = "gelu_tanh",
                  masking: Masking = "official") -> None:
@@ -37,6 +45,7 @@ class PerceiverDecoder(nn.Module):
         out = config.num_output_channels
         self.projection = nn.Linear(e, out) if out is not None else None
         self.masking = masking
+        self.gradient_checkpointing = False
         init_official_(self)
 
     @property
@@ -52,15 +61,18 @@ class PerceiverDecoder(nn.Module):
     ) -> torch.Tensor:  # [B, O, out]
         if self.masking == "transformers":
             query_mask = None
+        decode = self._decode
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            decode = functools.partial(checkpoint, self._decode, use_reentrant=False)
         o = queries.shape[1]
         if chunk_size is None or chunk_size >= o:
-            return self._decode(queries, latents, query_mask)
+            return decode(queries, latents, query_mask)
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         chunks = []
         for start in range(0, o, chunk_size):
             sl = slice(start, start + chunk_size)
-            chunks.append(self._decode(queries[:, sl], latents, None if query_mask is None else query_mask[:, sl]))
+            chunks.append(decode(queries[:, sl], latents, None if query_mask is None else query_mask[:, sl]))
         return torch.cat(chunks, dim=1)
 
     def _decode(self, q: torch.Tensor, z: torch.Tensor, query_mask: torch.Tensor | None) -> torch.Tensor:

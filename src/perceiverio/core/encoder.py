@@ -18,8 +18,9 @@ from .init import init_official_, trunc_normal_
 class PerceiverEncoder(nn.Module):
     """Maps inputs ``x: [B, M, C]`` (with an optional key mask ``[B, M]``, True = real) to latents ``[B, N, D]``.
 
-    Set ``gradient_checkpointing = True`` to recompute each latent layer in backward instead of storing its
-    activations (training only).
+    Set ``gradient_checkpointing = True`` to recompute the cross-attention and each latent layer in backward
+    instead of storing their activations (training only): what stays between forward and backward is the input,
+    the input of each layer and the latents, no ``[B, M, ·]`` projection of the input.
     """
 
     def __init__(self, config: EncoderConfig, num_input_channels: int, activation: Activation = "gelu_tanh",
@@ -64,8 +65,11 @@ class PerceiverEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
         z = self.latents.expand(x.shape[0], -1, -1)  # [B, N, D]
-        z = self.cross_attention(z, x, key_mask=input_mask)  # [B, N, D]
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if use_ckpt:
+            z = checkpoint(self.cross_attention, z, x, key_mask=input_mask, use_reentrant=False)
+        else:
+            z = self.cross_attention(z, x, key_mask=input_mask)  # [B, N, D]
         for _ in range(self.config.num_blocks):
             for layer in self.self_attention:  # same weights on every pass
                 z = checkpoint(layer, z, use_reentrant=False) if use_ckpt else layer(z)

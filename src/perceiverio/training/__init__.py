@@ -15,6 +15,7 @@ _LAZY = {
     "ExportCallback": "callbacks", "ProgressLog": "callbacks", "OptimizerConfig": "module", "PerceiverTask": "module",
     "ImageClassificationTask": "tasks", "MaskedLanguageModelTask": "tasks", "MultimodalAutoencodingTask": "tasks",
     "MultitaskClassificationTask": "tasks", "OpticalFlowTask": "tasks", "SequenceClassificationTask": "tasks",
+    "StepInBackward": "optim",
 }
 
 __all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator", *_LAZY]

@@ -25,6 +25,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..core.decoder import PerceiverDecoder
+from ..core.encoder import PerceiverEncoder
 from ..io.checkpoint import config_from_dict, config_to_dict
 from .optim import StepInBackward, build_optimizer, lr_factor
 
@@ -92,8 +94,10 @@ class PerceiverTask(L.LightningModule):
 
     Args:
         optimizer: :class:`OptimizerConfig` (LAMB, warm-up then cosine by default).
-        gradient_checkpointing: recompute each latent self-attention layer in backward instead of storing its
-            activations (``model.encoder.gradient_checkpointing``): less memory, about a third more compute.
+        gradient_checkpointing: recompute the encoder's cross-attention, each latent self-attention layer and
+            the decoder's cross-attention in backward instead of storing their activations (the
+            ``gradient_checkpointing`` switch of every encoder and decoder in the model): less memory, about a third
+            more compute.
         compile: run the model through ``torch.compile`` (compiled lazily at the first forward). Off by default:
             on CPU, compiling costs tens of seconds to minutes (it needs a C++ compiler; about 2 minutes for the
             tiny MLM on 2 cores) and gains little for small models; turn it on for long GPU runs. The models'
@@ -120,9 +124,12 @@ class PerceiverTask(L.LightningModule):
     def _setup_model(self, model: nn.Module) -> None:
         self.model = model
         if self.gradient_checkpointing:
-            if not hasattr(model, "encoder"):
-                raise ValueError(f"{type(model).__name__} has no encoder: gradient checkpointing is not available")
-            model.encoder.gradient_checkpointing = True
+            parts = [m for m in model.modules() if isinstance(m, (PerceiverEncoder, PerceiverDecoder))]
+            if not parts:
+                raise ValueError(f"{type(model).__name__} has no Perceiver encoder or decoder: gradient "
+                                 "checkpointing is not available")
+            for m in parts:
+                m.gradient_checkpointing = True
 
     # ------------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@
     python benchmarks/bench.py --cases mlm --modes forward,train --precisions fp32,bf16 --reps 5
     python benchmarks/bench.py --cases sweep_m --sizes 4096,65536,1048576 --impls ours,hf
     python benchmarks/bench.py --compile                         # adds torch.compile variants
+    python benchmarks/bench.py --cases kinetics --impls ours --modes forward --compiled-only
     python benchmarks/report.py                                  # docs/benchmarks.md + the plot from the JSON
 
 Method. Every (configuration, mode, precision, compile) cell starts one fresh worker process per implementation;
@@ -13,10 +14,16 @@ implementation runs before repetition r + 1 of any (interleaved), so a slow phas
 alike. The reported time is the median. A repetition repeats the call until it has run for at least
 ``--min-seconds`` and reports the mean, so millisecond calls are timed too.
 
-- forward: ``torch.inference_mode()``; train: forward + backward + ``AdamW.step()``.
+- forward: ``torch.inference_mode()``; train: forward + backward + ``AdamW.step()``; train_lean: the same with
+  the update inside backward (``StepInBackward``, applied to every implementation: it is plain PyTorch) and, for
+  perceiverio, gradient checkpointing of the latent layers (transformers' Perceiver has none). Its FLOPs are
+  counted without the recomputation.
 - bf16: ``torch.autocast("cpu", torch.bfloat16)`` around the call, float32 weights.
 - peak memory: the worker's peak resident set (``VmHWM``), reset (``/proc/self/clear_refs``) after the warm-up,
-  so it is the steady-state peak of the timed calls, weights included.
+  so it is the steady-state peak of the timed calls, weights included: what the OS sees, allocator caching and
+  fragmentation included. Also the peak of live tensor memory (what ``torch.cuda.max_memory_allocated`` would
+  say on a GPU): the bytes of weights, buffers, gradients and optimiser state held before one more call, plus
+  the running sum of the allocator's allocations and frees during it (``torch.profiler``, ``profile_memory``).
 - FLOPs: ``torch.utils.flop_counter`` over one call, eager, with the math attention backend (the fused CPU
   kernels are not counted by the counter). Achieved FLOP/s are given as a fraction of the machine's dense matmul
   throughput measured within the same cell (``torch.mm`` of 2048 x 2048 matrices, same precision and threads,
@@ -42,8 +49,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench.json"
 DEFAULT_SIZES = {"sweep_m": [2**k for k in range(12, 21, 2)], "sweep_o": [2**k for k in range(12, 21, 2)]}
-DEFAULT_MODES = {"mlm": ["forward", "train"], "imagenet": ["forward", "train"], "flow": ["forward"],
-                 "kinetics": ["forward"], "sweep_m": ["forward"], "sweep_o": ["forward"]}
+DEFAULT_MODES = {"mlm": ["forward", "train", "train_lean"], "imagenet": ["forward", "train"],
+                 "flow": ["forward", "train"], "kinetics": ["forward", "train"], "sweep_m": ["forward", "train"],
+                 "sweep_o": ["forward", "train"]}
+MODES = ("forward", "train", "train_lean")
 
 
 # ------------------------------------------------------------------------------------------------- worker
@@ -58,6 +67,33 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
+def _held_bytes(model, opt) -> int:
+    """Bytes of the distinct storages of the weights, buffers, gradients and optimiser state."""
+    import torch
+
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [q.grad for q in model.parameters() if q.grad is not None]
+    if opt is not None:
+        tensors += [v for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def _tensor_peak_bytes(call) -> int:
+    """Peak of the allocator's live bytes during ``call()`` above those at its start (CPU allocations)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
 def _worker(conn, spec: dict) -> None:
     sys.path.insert(0, str(HERE))
     import torch
@@ -70,16 +106,25 @@ def _worker(conn, spec: dict) -> None:
         torch.set_num_threads(spec["threads"])
         case = build(spec["case"], spec["impl"], spec["size"])
         model = case.model
-        train = spec["mode"] == "train"
+        train = spec["mode"].startswith("train")
+        lean = spec["mode"] == "train_lean"
         model.train(train)
         autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if spec["precision"] == "bf16"
                     else torch.autocast("cpu", enabled=False))
         fn = case.loss if train else case.forward
+        scale = 1.0 if train else case.scale  # the scale stands for transformers' chunked Kinetics inference loop
         if fn is None:
             raise ValueError(f"{spec['case']} has no {spec['mode']} mode")
         if spec["compile"]:
             fn = torch.compile(fn)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5) if train else None
+        checkpointed = []
+        if lean:
+            from perceiverio.training.optim import StepInBackward
+
+            StepInBackward(opt)
+            if spec["impl"] == "ours":
+                checkpointed = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
 
         def call():
             if train:
@@ -102,6 +147,8 @@ def _worker(conn, spec: dict) -> None:
             saved = [m.kv_chunk_size for m in chunked]
             for m in chunked:
                 m.kv_chunk_size = None
+            for m in checkpointed:  # model FLOPs, without the recomputation
+                m.gradient_checkpointing = False
             with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
                 if train:
                     with autocast:
@@ -114,9 +161,11 @@ def _worker(conn, spec: dict) -> None:
                         case.forward()
                     for q, flag in zip(model.parameters(), flags):
                         q.requires_grad_(flag)
-            flops = counter.get_total_flops() * case.scale
+            flops = counter.get_total_flops() * scale
             for m, size in zip(chunked, saved):
                 m.kv_chunk_size = size
+        for m in checkpointed:
+            m.gradient_checkpointing = True
         out = None
         for _ in range(2 if spec["compile"] else 1):  # warm-up (and compilation)
             out = call()
@@ -135,10 +184,16 @@ def _worker(conn, spec: dict) -> None:
                     elapsed = time.perf_counter() - t0
                     if elapsed >= spec["min_seconds"]:
                         break
-                conn.send({"seconds": elapsed / n * case.scale, "calls": n})
+                conn.send({"seconds": elapsed / n * scale, "calls": n})
             elif cmd == "stats":
-                conn.send({"peak_gib": _status_kib("VmHWM") / 2**20, "base_gib": base_kib / 2**20,
-                           "params": case.params, "flops": flops, "note": case.note, "scale": case.scale,
+                peak_kib = _status_kib("VmHWM")
+                if train:
+                    opt.zero_grad(set_to_none=True)  # as at the start of every call
+                held = _held_bytes(model, opt)
+                tensor_peak = held + _tensor_peak_bytes(call)
+                conn.send({"peak_gib": peak_kib / 2**20, "base_gib": base_kib / 2**20,
+                           "tensor_peak_gib": tensor_peak / 2**30, "held_gib": held / 2**30,
+                           "params": case.params, "flops": flops, "note": case.note, "scale": scale,
                            "fingerprint": fingerprint})
             else:
                 return
@@ -163,6 +218,16 @@ def matmul_flops(threads: int, precision: str, n: int = 4096, reps: int = 5) -> 
     return 2 * n**3 / statistics.median(times)
 
 
+def _receive(conn, proc) -> dict:
+    """The worker's reply, or an error saying how it died (the OOM killer's SIGKILL reads as exit code -9)."""
+    try:
+        return conn.recv()
+    except (EOFError, ConnectionResetError):
+        proc.join(timeout=30)
+        why = "killed (SIGKILL: out of memory?)" if proc.exitcode == -9 else f"exit code {proc.exitcode}"
+        return {"error": f"worker died: {why}"}
+
+
 def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
     ctx = mp.get_context("spawn")
     workers = {}
@@ -171,7 +236,8 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, {**cell, "impl": impl}), daemon=True)
         proc.start()
-        reply = parent.recv()
+        child.close()  # the worker holds the only write end: its death reads as EOF here
+        reply = _receive(parent, proc)
         if "error" in reply:
             log(f"  {impl}: {reply['error']}")
             results[impl]["error"] = reply["error"]
@@ -182,8 +248,10 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
     for r in range(reps):
         matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
         for impl, (_, conn) in workers.items():
+            if "error" in results[impl]:
+                continue
             conn.send("run")
-            reply = conn.recv()
+            reply = _receive(conn, workers[impl][0])
             if "error" in reply:
                 results[impl]["error"] = reply["error"]
                 continue
@@ -191,8 +259,10 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
         log(f"  rep {r + 1}/{reps}: " + ", ".join(
             f"{impl} {results[impl]['times'][-1]:.4g} s" for impl in workers if results[impl]["times"]))
     for impl, (proc, conn) in workers.items():
+        if "error" in results[impl]:
+            continue
         conn.send("stats")
-        results[impl].update(conn.recv())
+        results[impl].update(_receive(conn, proc))
         conn.send("stop")
         proc.join(timeout=60)
     matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
@@ -222,9 +292,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=",".join(PRESETS + SWEEPS))
     p.add_argument("--impls", default="ours,hf,lucidrains", help="those that apply to each case")
-    p.add_argument("--modes", default=None, help="forward,train (default: per case)")
+    p.add_argument("--modes", default=None, help=f"a subset of {','.join(MODES)} (default: per case)")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--compiled-only", action="store_true", help="measure only the torch.compile variants")
     p.add_argument("--sizes", default=None, help="M or O values for the sweeps (default 4k ... 1M)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--min-seconds", type=float, default=0.5)
@@ -232,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--json", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    unknown = set((args.modes or "").split(",")) - set(MODES) - {""}
+    if unknown:
+        p.error(f"--modes: unknown {sorted(unknown)}; choose from {','.join(MODES)}")
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -253,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         for size in sizes:
             for mode in modes:
                 for precision in precisions:
-                    for compiled in ([False, True] if args.compile else [False]):
+                    for compiled in ([True] if args.compiled_only else [False, True] if args.compile else [False]):
                         cell = {"case": case, "size": size, "mode": mode, "precision": precision,
                                 "compile": compiled, "threads": args.threads, "min_seconds": args.min_seconds,
                                 "count_flops": not args.no_flops and not compiled}

@@ -18,7 +18,7 @@ ROOT = HERE.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NAMES = {"ours": "perceiverio", "hf": "transformers", "lucidrains": "perceiver-pytorch"}
 CASES = {"mlm": "byte MLM, 2 × 2048 bytes", "imagenet": "ImageNet-Fourier, 224²", "flow": "optical flow, 368×496",
-         "kinetics": "Kinetics autoencoder, full reconstruction"}
+         "kinetics": "Kinetics autoencoder (forward: full reconstruction; train: the paper's subsampled decoding)"}
 
 
 def _variant(r: dict) -> str:
@@ -31,6 +31,10 @@ def _fmt_s(s: float | None) -> str:
     return f"{s:.3g} s" if s >= 0.1 else f"{s * 1e3:.3g} ms"
 
 
+def _gib(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f} GiB"
+
+
 def _rate(r: dict) -> tuple[str, str]:
     if not r.get("flops") or not r.get("median_s"):
         return "–", "–"
@@ -39,9 +43,10 @@ def _rate(r: dict) -> tuple[str, str]:
 
 
 def preset_table(records: list[dict]) -> str:
-    rows = ["| configuration | mode | precision | implementation | time (median) | peak memory | GFLOP | GFLOP/s | "
-            "of matmul peak | speed vs transformers | memory vs transformers | max rel. diff vs transformers |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| configuration | mode | precision | implementation | time (median) | peak RSS | peak tensors | GFLOP | "
+            "GFLOP/s | of matmul peak | speed vs transformers | RSS vs transformers | tensors vs transformers | "
+            "max rel. diff vs transformers |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by_cell: dict[tuple, dict[str, dict]] = {}
     for r in records:
         if r["case"] in CASES:
@@ -56,35 +61,41 @@ def preset_table(records: list[dict]) -> str:
                 continue
             if "error" in r:
                 rows.append(f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]} | {r['error']} |"
-                            " | | | | | | |")
+                            " | | | | | | | | |")
                 continue
             gflops, frac = _rate(r)
-            speed = mem = diff = "–"
+            speed = mem = tmem = diff = "–"
             if impl == "ours" and hf.get("median_s") and r.get("median_s"):
                 speed = f"{hf['median_s'] / r['median_s']:.2f}×"
                 mem = f"{r['peak_gib'] / hf['peak_gib']:.2f}×"
+                if r.get("tensor_peak_gib") and hf.get("tensor_peak_gib"):
+                    tmem = f"{r['tensor_peak_gib'] / hf['tensor_peak_gib']:.2f}×"
             if r.get("max_rel_diff_vs_hf") is not None:
                 diff = f"{r['max_rel_diff_vs_hf']:.1e}"
             note = r.get("note") or ""
-            if note.startswith("training ") and key[1] != "train":
+            if note.startswith("training ") and not key[1].startswith("train"):
                 note = ""
+            if note.startswith("forward: "):
+                note = note.removeprefix("forward: ") if key[1] == "forward" else ""
             note = f" ({note})" if note else ""
             rows.append(f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]}{note} | "
-                        f"{_fmt_s(r.get('median_s'))} | {r['peak_gib']:.2f} GiB | "
-                        f"{(r.get('flops') or 0) / 1e9:.0f} | {gflops} | {frac} | {speed} | {mem} | {diff} |")
+                        f"{_fmt_s(r.get('median_s'))} | {r['peak_gib']:.2f} GiB | {_gib(r.get('tensor_peak_gib'))} | "
+                        f"{(r.get('flops') or 0) / 1e9:.0f} | {gflops} | {frac} | {speed} | {mem} | {tmem} | {diff} |")
     return "\n".join(rows)
 
 
 def sweep_table(records: list[dict], case: str) -> str:
     letter = "M" if case == "sweep_m" else "O"
-    cells = sorted({(r["precision"], r["compile"]) for r in records if r["case"] == case})
+    cells = sorted({(r["mode"], r["precision"], r["compile"]) for r in records if r["case"] == case})
     out = []
-    for precision, compiled in cells:
-        rs = [r for r in records if r["case"] == case and r["precision"] == precision and r["compile"] == compiled]
+    for mode, precision, compiled in cells:
+        rs = [r for r in records if r["case"] == case and r["mode"] == mode and r["precision"] == precision
+              and r["compile"] == compiled]
         sizes = sorted({r["size"] for r in rs})
         impls = [i for i in ("ours", "hf", "lucidrains") if any(r["impl"] == i for r in rs)]
         head = " | ".join(f"{NAMES[i]} time | per element | peak" for i in impls)
-        out.append(f"{precision}{' compiled' if compiled else ''}, forward:\n")
+        what = "forward" if mode == "forward" else "training step (forward + backward + AdamW)"
+        out.append(f"{precision}{' compiled' if compiled else ''}, {what}:\n")
         out.append(f"| {letter} | {head} |")
         out.append("|---" * (1 + 3 * len(impls)) + "|")
         for size in sizes:
@@ -131,16 +142,23 @@ def targets(records: list[dict]) -> str:
             row(f"{CASES[case]}: bf16 autocast forward ≥ 1.6× our fp32", f"{gain:.2f}×", gain >= 1.6)
     for case, mode, label, speed_target, mem_target in (
             ("mlm", "train", "MLM training step, batch 2", 1.3, 0.7),
+            ("mlm", "train_lean", "MLM training step, batch 2, lean (update in backward; ours also checkpointed)",
+             1.3, 0.7),
             ("flow", "forward", "flow 368×496", 2.0, 0.4)):
         ours = _get(records, case=case, impl="ours", mode=mode, precision="fp32", compile=False)
         hf = _get(records, case=case, impl="hf", mode=mode, precision="fp32", compile=False)
         if ours and hf:
             speed, mem = hf["median_s"] / ours["median_s"], ours["peak_gib"] / hf["peak_gib"]
             row(f"{label}: ≥ {speed_target:g}× transformers' throughput", f"{speed:.2f}×", speed >= speed_target)
-            row(f"{label}: ≤ {mem_target:g}× transformers' peak memory",
+            row(f"{label}: ≤ {mem_target:g}× transformers' peak memory (RSS)",
                 f"{mem:.2f}× ({ours['peak_gib']:.2f} vs {hf['peak_gib']:.2f} GiB)", mem <= mem_target)
+            if ours.get("tensor_peak_gib") and hf.get("tensor_peak_gib"):
+                t = ours["tensor_peak_gib"] / hf["tensor_peak_gib"]
+                row(f"{label}: ≤ {mem_target:g}× transformers' peak memory (live tensors)",
+                    f"{t:.2f}× ({ours['tensor_peak_gib']:.2f} vs {hf['tensor_peak_gib']:.2f} GiB)", t <= mem_target)
     sweep = sorted((r for r in records if r["case"] == "sweep_m" and r["impl"] == "ours" and r["precision"] == "fp32"
-                    and not r["compile"] and r.get("median_s") and 16_384 <= r["size"] <= 2**20),
+                    and r["mode"] == "forward" and not r["compile"] and r.get("median_s")
+                    and 16_384 <= r["size"] <= 2**20),
                    key=lambda r: r["size"])
     if len(sweep) >= 2:
         per = [r["median_s"] / r["size"] for r in sweep]
@@ -172,23 +190,27 @@ def plot(records: list[dict], path: Path) -> bool:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for col, case in enumerate(("sweep_m", "sweep_o")):
         letter = "M (input elements)" if case == "sweep_m" else "O (output queries)"
-        for impl in ("ours", "hf", "lucidrains"):
-            rs = sorted((r for r in records if r["case"] == case and r["impl"] == impl and r["precision"] == "fp32"
-                         and not r["compile"] and r.get("median_s")), key=lambda r: r["size"])
-            if not rs:
-                continue
-            xs = [r["size"] for r in rs]
-            axes[0][col].plot(xs, [r["median_s"] for r in rs], marker="o", label=NAMES[impl])
-            axes[1][col].plot(xs, [r["peak_gib"] for r in rs], marker="o", label=NAMES[impl])
-        for row, ylabel in ((0, "forward time (s)"), (1, "peak memory (GiB)")):
+        for mode, style in (("forward", "-"), ("train", "--")):
+            for color, impl in enumerate(("ours", "hf", "lucidrains")):
+                rs = sorted((r for r in records if r["case"] == case and r["impl"] == impl and r["mode"] == mode
+                             and r["precision"] == "fp32" and not r["compile"] and r.get("median_s")),
+                            key=lambda r: r["size"])
+                if not rs:
+                    continue
+                xs = [r["size"] for r in rs]
+                label = f"{NAMES[impl]}, {'forward' if mode == 'forward' else 'train step'}"
+                axes[0][col].plot(xs, [r["median_s"] for r in rs], style, marker="o", color=f"C{color}", label=label)
+                axes[1][col].plot(xs, [r["peak_gib"] for r in rs], style, marker="o", color=f"C{color}", label=label)
+        for row, ylabel in ((0, "time (s)"), (1, "peak memory, RSS (GiB)")):
             ax = axes[row][col]
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel(letter)
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-    fig.suptitle("Perceiver IO forward, fp32, small latent array: time and peak memory against M and O")
+            ax.legend(fontsize=7)
+    fig.suptitle("Perceiver IO, fp32, small latent array: forward and training-step time and peak memory against "
+                 "M and O")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

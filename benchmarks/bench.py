@@ -16,7 +16,8 @@ alike. The reported time is the median. A repetition repeats the call until it h
 
 - forward: ``torch.inference_mode()``; train: forward + backward + ``AdamW.step()``; train_lean: the same with
   the update inside backward (``StepInBackward``, applied to every implementation: it is plain PyTorch) and, for
-  perceiverio, gradient checkpointing of the latent layers (transformers' Perceiver has none). Its FLOPs are
+  perceiverio, gradient checkpointing of the cross-attentions and latent layers (transformers' Perceiver has
+  none). Its FLOPs are
   counted without the recomputation.
 - bf16: ``torch.autocast("cpu", torch.bfloat16)`` around the call, float32 weights.
 - peak memory: the worker's peak resident set (``VmHWM``), reset (``/proc/self/clear_refs``) after the warm-up,
@@ -247,11 +248,11 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
     matmul = []  # the machine's matmul throughput, measured between the repetitions of this cell
     for r in range(reps):
         matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
-        for impl, (_, conn) in workers.items():
+        for impl, (proc, conn) in workers.items():
             if "error" in results[impl]:
                 continue
             conn.send("run")
-            reply = _receive(conn, workers[impl][0])
+            reply = _receive(conn, proc)
             if "error" in reply:
                 results[impl]["error"] = reply["error"]
                 continue
@@ -263,7 +264,8 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
             continue
         conn.send("stats")
         results[impl].update(_receive(conn, proc))
-        conn.send("stop")
+        if "error" not in results[impl]:  # a worker that died in its last call has no pipe left to stop
+            conn.send("stop")
         proc.join(timeout=60)
     matmul.append(matmul_flops(cell["threads"], cell["precision"], n=2048, reps=3))
     out = []

@@ -6,14 +6,26 @@ self:   x = x + Attn(LN(x), LN(x));          x = x + MLP(LN(x))
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import MultiHeadAttention, _needs_grad
 from .config import Activation, Masking, check_choice
 
 LAYER_NORM_EPS = 1e-5
 KV_CHUNK_SIZE = 4096  # inference reads longer key/value arrays in chunks: O(chunk) memory, cache-sized working set
+
+
+def checkpointed(owner: nn.Module, fn: Callable) -> Callable:
+    """``fn``, recomputed in backward instead of keeping its activations (non-reentrant checkpoint) when
+    ``owner.gradient_checkpointing`` is set and ``owner`` trains with gradients enabled; else ``fn`` itself."""
+    if owner.gradient_checkpointing and owner.training and torch.is_grad_enabled():
+        return functools.partial(checkpoint, fn, use_reentrant=False)
+    return fn
 
 
 class MLP(nn.Module):

@@ -6,13 +6,10 @@ the queries gives exactly the same rows as decoding all of them; ``chunk_size`` 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .blocks import CrossAttentionBlock
+from .blocks import CrossAttentionBlock, checkpointed
 from .config import Activation, DecoderConfig, Masking
 from .init import init_official_
 
@@ -61,9 +58,7 @@ class PerceiverDecoder(nn.Module):
     ) -> torch.Tensor:  # [B, O, out]
         if self.masking == "transformers":
             query_mask = None
-        decode = self._decode
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            decode = functools.partial(checkpoint, self._decode, use_reentrant=False)
+        decode = checkpointed(self, self._decode)
         o = queries.shape[1]
         if chunk_size is None or chunk_size >= o:
             return decode(queries, latents, query_mask)

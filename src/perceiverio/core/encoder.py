@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .blocks import CrossAttentionBlock, SelfAttentionBlock
+from .blocks import CrossAttentionBlock, SelfAttentionBlock, checkpointed
 from .config import Activation, EncoderConfig, Masking
 from .init import init_official_, trunc_normal_
 
@@ -65,12 +64,8 @@ class PerceiverEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
         z = self.latents.expand(x.shape[0], -1, -1)  # [B, N, D]
-        use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        if use_ckpt:
-            z = checkpoint(self.cross_attention, z, x, key_mask=input_mask, use_reentrant=False)
-        else:
-            z = self.cross_attention(z, x, key_mask=input_mask)  # [B, N, D]
+        z = checkpointed(self, self.cross_attention)(z, x, key_mask=input_mask)  # [B, N, D]
         for _ in range(self.config.num_blocks):
             for layer in self.self_attention:  # same weights on every pass
-                z = checkpoint(layer, z, use_reentrant=False) if use_ckpt else layer(z)
+                z = checkpointed(self, layer)(z)
         return z

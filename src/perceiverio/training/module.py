@@ -115,6 +115,7 @@ class PerceiverTask(L.LightningModule):
         self.gradient_checkpointing = bool(gradient_checkpointing)
         self.compile_model = bool(compile)
         self._compiled = None  # set lazily; not a registered submodule (no duplicate weights in state_dict)
+        self._step_in_backward: StepInBackward | None = None  # hooks while fitting with step_in_backward
         self.save_hyperparameters()
         for hparams in (self._hparams, self._hparams_initial):  # dataclasses -> tagged dicts (weights_only-safe)
             for key, value in list(hparams.items()):
@@ -175,9 +176,8 @@ class PerceiverTask(L.LightningModule):
             raise ValueError("optimizer.step_in_backward=true cannot be combined with " + "; ".join(clash))
 
     def _remove_step_in_backward(self) -> None:
-        hooks = getattr(self, "_step_in_backward", None)
-        if hooks is not None:
-            hooks.remove()
+        if self._step_in_backward is not None:
+            self._step_in_backward.remove()
             self._step_in_backward = None
 
     def on_fit_end(self) -> None:

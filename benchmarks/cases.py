@@ -175,7 +175,7 @@ def _ours_small(num_queries: int):
                               num_self_attention_heads=s["heads"], num_self_attends_per_block=s["layers"]),
         decoder=DecoderConfig(num_query_channels=s["c"], num_heads=1, qk_channels=s["c"], v_channels=s["c"],
                               use_query_residual=False))
-    return PerceiverIO(config)
+    return PerceiverIO.from_config(config)
 
 
 def _hf_small(num_queries: int):

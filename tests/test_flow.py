@@ -71,7 +71,7 @@ def test_golden_patches_for_flow(golden_flow):
 @torch.no_grad()
 def test_golden_flow(golden_flow):
     model, frames, arrays = golden_flow
-    x = model.preprocess(frames)
+    x = model.input_adapter(frames)
     np.testing.assert_allclose(x.numpy(), arrays["intermediate/image_preprocessor/__call__/0/0"], atol=1e-4)
     assert_close_rel(model.encoder(x), arrays["intermediate/perceiver_encoder/__call__/0"])
     flow = model(frames)  # pixels = raw output × output_scale; the golden output is raw, [B, H, W, 2]

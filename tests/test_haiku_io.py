@@ -213,7 +213,7 @@ def test_perceiver_io_roundtrip_and_encoder_prefix():
                                encoder=EncoderConfig(num_latents=4, num_latent_channels=16,
                                                      num_self_attends_per_block=1),
                                decoder=DecoderConfig(num_query_channels=8, num_output_channels=2))
-    model = _perturb(PerceiverIO(config))
+    model = _perturb(PerceiverIO.from_config(config))
     params = to_haiku(model)
     renamed = {k.replace("perceiver_encoder", "encoder", 1): v for k, v in params.items()}  # the other official name
     x = torch.randn(2, 5, 6)

@@ -56,7 +56,7 @@ def test_golden_intermediates(golden_case):
         if stem in arrays:  # conv 7×7/2 SAME -> BatchNorm (EMA statistics) -> ReLU -> max-pool SAME, NHWC
             assert_close_rel(model.input_adapter.conv(images).permute(0, 2, 3, 1), arrays[stem])
         assert_close_rel(model.encode(images), arrays["intermediate/perceiver_encoder/__call__/0"])
-        assert_close_rel(model.query(2), arrays["intermediate/classification_decoder/decoder_query/0"])
+        assert_close_rel(model.output_queries(torch.zeros(2, 1, 1)), arrays["intermediate/classification_decoder/decoder_query/0"])
 
 
 @pytest.mark.parametrize("case", CASES)

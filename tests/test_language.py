@@ -165,18 +165,18 @@ def test_chunked_decoding_equals_unchunked(chunk):
     ids = _ids(2, 20)
     mask = torch.ones(2, 20, dtype=torch.bool)
     mask[0, 12:] = False
-    z, m = model.encode(ids, mask)
-    q = model.queries(2, index=torch.arange(20))
-    whole = model.decoder(q, z, m)
-    torch.testing.assert_close(model.decoder(q, z, m, chunk_size=chunk), whole, **TOL)
+    z = model.encode(ids, mask)
+    q = model.output_queries(torch.zeros(2, 1, 1), torch.arange(20))
+    whole = model.decoder(q, z, mask)
+    torch.testing.assert_close(model.decoder(q, z, mask, chunk_size=chunk), whole, **TOL)
     torch.testing.assert_close(model(ids, mask, chunk_size=chunk).logits, model(ids, mask).logits, **TOL)
 
 
 def test_chunk_size_must_be_positive():
     model = _mlm()
-    z, _ = model.encode(_ids(1, 5))
+    z = model.encode(_ids(1, 5))
     with pytest.raises(ValueError):
-        model.decoder(model.queries(1, index=torch.arange(5)), z, chunk_size=0)
+        model.decoder(model.output_queries(torch.zeros(1, 1, 1), torch.arange(5)), z, chunk_size=0)
 
 
 # ---------------------------------------------------------------------------------------------------- params
@@ -328,7 +328,7 @@ _GENERIC = PerceiverIOConfig(
 
 
 def test_encoder_cross_attention_flops_linear_in_inputs():
-    model = PerceiverIO(_GENERIC)
+    model = PerceiverIO.from_config(_GENERIC)
     b, c, n, d = 2, 16, 8, 32
     counts = {m: _flops(model, torch.randn(b, m, c), query_index=torch.arange(4)) for m in (256, 512, 1024)}
     cross = {m: f["PerceiverIO.encoder.cross_attention"] for m, f in counts.items()}
@@ -343,7 +343,7 @@ def test_encoder_cross_attention_flops_linear_in_inputs():
 
 
 def test_decoder_flops_linear_in_queries():
-    model = PerceiverIO(_GENERIC)
+    model = PerceiverIO.from_config(_GENERIC)
     x = torch.randn(2, 64, 16)
     counts = {o: _flops(model, x, query_index=torch.arange(o)) for o in (256, 512, 1024)}
     dec = {o: f["PerceiverIO.decoder"] for o, f in counts.items()}
@@ -398,7 +398,8 @@ def test_multitask_loss_averages_labelled_tasks_only():
     ya, yb = torch.tensor([1, -100, 0]), torch.tensor([-100, -100, -100])
     out = model(ids, labels={"a": ya, "b": yb})
     la = F.cross_entropy(logits["a"][[0, 2]], torch.tensor([1, 0]))
-    assert set(out.task_losses) == {"a"}  # b has no labelled example
+    # b has no labelled example: its loss is 0 and it is left out of the mean (computed without reading values)
+    assert set(out.task_losses) == {"a", "b"} and float(out.task_losses["b"]) == 0.0
     torch.testing.assert_close(out.task_losses["a"], la, **TOL)
     torch.testing.assert_close(out.loss, la, **TOL)
     yr = torch.tensor([0.5, -100.0, 2.0])
@@ -408,7 +409,8 @@ def test_multitask_loss_averages_labelled_tasks_only():
     torch.testing.assert_close(out.task_losses["b"], lb, **TOL)
     torch.testing.assert_close(out.task_losses["r"], lr, **TOL)
     torch.testing.assert_close(out.loss, (la + lb + lr) / 3, **TOL)
-    assert model(ids, labels={"b": yb}).loss is None
+    assert float(model(ids, labels={"b": yb}).loss) == 0.0
+    assert model(ids).loss is None
 
 
 # ---------------------------------------------------------------------------------------------------- validation
@@ -470,7 +472,7 @@ def test_bad_labels_and_positions_raise():
 
 
 def test_generic_perceiver_input_validation():
-    model = PerceiverIO(_GENERIC)
+    model = PerceiverIO.from_config(_GENERIC)
     with pytest.raises(ValueError, match="16 channels"):
         model(torch.randn(2, 5, 15))
     with pytest.raises(ValueError, match="rank 3"):
@@ -512,7 +514,7 @@ def test_encoder_config_validation():
     lambda: _mlm(encoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().encoder, num_cross_attention_heads=5)),
     # decoder heads do not divide qk = 64
     lambda: _mlm(decoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().decoder, num_heads=7)),
-    lambda: PerceiverIO(dataclasses.replace(_GENERIC, encoder=dataclasses.replace(_GENERIC.encoder,
+    lambda: PerceiverIO.from_config(dataclasses.replace(_GENERIC, encoder=dataclasses.replace(_GENERIC.encoder,
                                                                                   num_cross_attention_heads=3))),
 ], ids=["self", "cross", "decoder", "generic_cross"])
 def test_heads_must_divide_channels(make):

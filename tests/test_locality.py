@@ -74,7 +74,7 @@ def test_local_init_routes_latents_to_their_bytes_and_queries_to_their_latents()
     enc = _attention_probs(model.encoder.cross_attention, model.encoder.latents, inputs)  # [N, L]
     assert (enc.argmax(1).float() - centres).abs().max() <= 2.0  # each latent reads the bytes at its centre
 
-    queries = model.queries(1)[0]  # [L, C]
+    queries = model.output_queries(torch.zeros(1, 1, 1))[0]  # [L, C]
     latents = model.encoder.latents  # the code survives in the residual stream; test the init's own routing
     dec = _attention_probs(model.decoder.cross_attention, queries, latents)  # [L, N]
     nearest = (torch.arange(length)[:, None] - centres[None]).abs().argmin(1)

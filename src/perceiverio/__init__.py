@@ -18,8 +18,9 @@ from .tasks import (
     SetModel,
     SetModelConfig,
 )
+from .io import registry as _registry  # noqa: F401  (attaches the weight loaders)
 from .tokenizer import BatchEncoding, ByteTokenizer
-from .training import ByteMaskingCollator, WholeWordMaskingCollator
+from .data import ByteMaskingCollator, WholeWordMaskingCollator
 
 __version__ = "0.1.0"
 

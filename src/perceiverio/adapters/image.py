@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.config import check_choice
+from ..core.config import check_literals
 from ..core.init import variance_scaling_
 from ..core.position import FourierPositionEncoding, TrainablePositionEncoding, num_fourier_channels
 
@@ -119,9 +119,7 @@ class ImageAdapterConfig:
         object.__setattr__(self, "image_shape", tuple(self.image_shape))
         if self.max_resolution is not None:
             object.__setattr__(self, "max_resolution", tuple(self.max_resolution))
-        check_choice(self.prep_type, ("pixels", "patches", "conv1x1", "conv"), "prep_type")
-        check_choice(self.position_encoding, ("fourier", "trainable", "none"), "position_encoding")
-        check_choice(self.concat_or_add_pos, ("concat", "add"), "concat_or_add_pos")
+        check_literals(self)
         if len(self.image_shape) not in (2, 3):
             raise ValueError(f"image_shape must be (H, W) or (T, H, W), got {self.image_shape}")
         if self.prep_type in ("conv1x1", "conv") and self.num_channels is None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checks import check_range
+
 
 @dataclass(frozen=True)
 class LabelAdapterConfig:
@@ -45,8 +47,7 @@ class LabelInputAdapter(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"label must be a tensor: one-hot [B, {k}] or class ids [B], got {type(x).__name__}")
         if x.dim() == 1 and not x.dtype.is_floating_point and x.dtype != torch.bool:
-            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= k):
-                raise ValueError(f"label class ids must lie in [0, {k}), got [{int(x.min())}, {int(x.max())}]")
+            check_range(x, 0, k, "label class ids")
             return F.one_hot(x.long(), k).float()
         if x.dim() != 2 or x.shape[1] != k:
             raise ValueError(f"label must be one-hot [B, {k}] or integer class ids [B], got shape {tuple(x.shape)}")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..core.init import trunc_normal_
-from ..core.position import TrainablePositionEncoding, fourier_features, num_fourier_channels, positions_from_indices
+from ..core.position import fourier_features, num_fourier_channels, positions_from_indices
 
 
 def check_modality_names(names: Sequence[str], what: str = "modalities") -> list[str]:
@@ -71,28 +71,13 @@ class FourierQueries(nn.Module):
     def num_points(self) -> int:
         return math.prod(self.output_index_dims)
 
-    def forward(self, batch_size: int, index: torch.Tensor | None = None,
-                device: torch.device | None = None) -> torch.Tensor:  # [B, n, C]
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:  # [B, n, C]
+        """``x`` gives the batch size and device (any ``[B, ...]`` tensor: the inputs or the latents)."""
         if index is None:
-            index = torch.arange(self.num_points, device=device)
+            index = torch.arange(self.num_points, device=x.device)
         pos = positions_from_indices(index, self.output_index_dims)  # [n, d] or [B, n, d]
         feats = fourier_features(pos, self.num_bands, self.max_resolution, self.concat_pos, self.sine_only)
-        return feats.expand(batch_size, -1, -1) if feats.dim() == 2 else feats
-
-
-class LearnedQueries(TrainablePositionEncoding):
-    """``num_queries`` learned query vectors (std 0.02); ``index`` selects rows (default: all)."""
-
-    def __init__(self, num_queries: int, num_channels: int) -> None:
-        super().__init__(num_queries, num_channels)
-
-    @property
-    def num_points(self) -> int:
-        return self.num_positions
-
-    def forward(self, batch_size: int, index: torch.Tensor | None = None,
-                device: torch.device | None = None) -> torch.Tensor:
-        return super().forward(batch_size, index=index)
+        return feats.expand(x.shape[0], -1, -1) if feats.dim() == 2 else feats
 
 
 class ProjectionOutputAdapter(nn.Module):
@@ -198,8 +183,10 @@ class MultimodalInputAdapter(nn.Module):
 class MultimodalQueries(nn.Module):
     """Per-modality decoder queries padded to a common width ``E`` and concatenated in sorted name order.
 
-    ``builders``: ``{name: module}`` with ``num_channels``, ``num_points`` and ``forward(batch_size, index, device)``
-    (:class:`FourierQueries`, :class:`LearnedQueries`).
+    ``builders``: ``{name: module}`` with ``num_channels``, ``num_points`` and the query protocol
+    ``forward(x, index)`` (:class:`FourierQueries`, :class:`perceiverio.core.queries.LearnedQueries`).
+    Called as ``forward(x, points)``: ``points = {name: flat indices [n] / [B, n], or None for every point}``
+    selects the modalities (sorted) and their points; ``x`` gives batch size, device and dtype.
     """
 
     def __init__(self, builders: Mapping[str, nn.Module], min_padding_size: int = 2) -> None:
@@ -212,19 +199,27 @@ class MultimodalQueries(nn.Module):
         e = self.num_query_channels
         self.padding = nn.ParameterDict({n: _learned((1, e - b.num_channels)) for n, b in self.builders.items()})
 
-    def modality(self, name: str, batch_size: int, index: torch.Tensor | None = None,
-                 device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def sizes(self, points: Mapping[str, torch.Tensor | None]) -> dict[str, int]:
+        """``{name: number of queries}`` of ``points``, in sorted name order."""
+        return {n: self.builders[n].num_points if points[n] is None else points[n].shape[-1] for n in sorted(points)}
+
+    def modality(self, name: str, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Padded queries of one modality ``[B, n, E]``."""
-        q = self.builders[name](batch_size, index=index, device=device).to(dtype)
-        pad = self.padding[name].to(dtype)
+        q = self.builders[name](x, index).to(x.dtype)
+        pad = self.padding[name].to(x.dtype)
         return torch.cat([q, pad.expand(q.shape[0], q.shape[1], -1)], dim=-1)
 
-    def forward(self, batch_size: int, points: Mapping[str, torch.Tensor | None], device: torch.device | None = None,
-                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict[str, int]]:
-        """Queries ``[B, O, E]`` of the modalities in ``points`` (sorted), and ``{name: n_m}``."""
-        parts, sizes = [], {}
-        for name in sorted(points):
-            q = self.modality(name, batch_size, points[name], device, dtype)
-            parts.append(q)
-            sizes[name] = q.shape[1]
-        return torch.cat(parts, dim=1), sizes
+    def forward(self, x: torch.Tensor, points: Mapping[str, torch.Tensor | None]) -> torch.Tensor:  # [B, O, E]
+        return torch.cat([self.modality(name, x, points[name]) for name in sorted(points)], dim=1)
+
+
+class MultimodalOutputAdapter(nn.ModuleDict):
+    """Decoder output ``[B, O, F]`` (modalities concatenated in sorted name order, ``sizes = {name: n_m}``) ->
+    ``{name: that modality's output adapter applied to its n_m rows}``."""
+
+    def forward(self, h: torch.Tensor, sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
+        outputs, start = {}, 0
+        for name in sorted(sizes):
+            outputs[name] = self[name](h[:, start:start + sizes[name]])
+            start += sizes[name]
+        return outputs

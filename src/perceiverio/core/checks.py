@@ -1,8 +1,37 @@
-"""Input validation: bad input gets a ValueError naming what was expected, never a deep torch trace."""
+"""Input validation: bad input gets a ValueError naming what was expected, never a deep torch trace.
+
+Checks of types, ranks, shapes and dtypes cost nothing and always run. Checks that read tensor *values* (token ids
+in range, indices in range) make the host wait for the device and break ``torch.compile``/``torch.export`` graphs;
+they run only while :func:`value_checks_enabled` is true: in eager mode by default, never while compiling or
+exporting. ``set_value_checks(False)`` turns them off in eager mode too (e.g. on a GPU, after validating the data
+once at the boundary: tokenizer, collators, data modules).
+"""
 
 from __future__ import annotations
 
 import torch
+
+_value_checks = True
+
+
+def set_value_checks(enabled: bool) -> bool:
+    """Turn the value-reading input checks on or off; returns the previous setting."""
+    global _value_checks
+    previous, _value_checks = _value_checks, bool(enabled)
+    return previous
+
+
+def value_checks_enabled() -> bool:
+    """True in eager mode unless turned off; always False while ``torch.compile`` or ``torch.export`` traces."""
+    return _value_checks and not (torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
+def check_range(values: torch.Tensor, low: int, high: int, name: str) -> None:
+    """ValueError unless every value lies in ``[low, high)`` (a value-reading check: see the module docstring)."""
+    if values.numel() and value_checks_enabled():
+        lo, hi = int(values.min()), int(values.max())
+        if lo < low or hi >= high:
+            raise ValueError(f"{name} must lie in [{low}, {high}), got values in [{lo}, {hi}]")
 
 
 def check_features(x: object, num_channels: int, name: str = "inputs") -> torch.Tensor:
@@ -33,6 +62,16 @@ def check_mask(mask: object, shape: tuple[int, int], name: str = "attention_mask
     return mask if mask.dtype == torch.bool else mask != 0
 
 
+def check_indices(index: object, name: str) -> torch.Tensor:
+    """An integer (not bool) tensor of rank 1 ``[K]`` or 2 ``[B, K]``."""
+    if not isinstance(index, torch.Tensor) or index.dim() not in (1, 2):
+        raise ValueError(f"{name} must be an integer tensor of shape [K] or [B, K], got "
+                         f"{tuple(index.shape) if isinstance(index, torch.Tensor) else type(index).__name__}")
+    if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer indices, got dtype {index.dtype}")
+    return index
+
+
 def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "input_ids") -> torch.Tensor:
     """An integer tensor ``[B, L]`` with B, L > 0, L <= ``max_length`` and every id in [0, vocab_size)."""
     if not isinstance(ids, torch.Tensor):
@@ -45,7 +84,5 @@ def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "
         raise ValueError(f"{name} must have a non-empty batch and length, got shape {tuple(ids.shape)}")
     if ids.shape[1] > max_length:
         raise ValueError(f"{name} has length {ids.shape[1]}, more than the model's max_seq_len {max_length}")
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"{name} must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
+    check_range(ids, 0, vocab_size, name)
     return ids.long()

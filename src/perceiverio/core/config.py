@@ -6,7 +6,8 @@ channels. Defaults reproduce DeepMind's official code; task configs compose thes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 Activation = Literal["gelu_tanh", "gelu"]
@@ -81,6 +82,38 @@ class DecoderConfig:
             _check_positive(self, name)
         if self.num_output_channels is not None and self.num_output_channels <= 0:
             raise ValueError(f"DecoderConfig.num_output_channels must be positive, got {self.num_output_channels}")
+
+
+@dataclass(frozen=True)
+class PerceiverConfig:
+    """What every Perceiver IO model has: an encoder, a decoder, the MLP activation and the masking semantics.
+
+    Task configs derive from this and add their adapters' fields; ``__post_init__`` validates every ``Literal``
+    field (here and in subclasses) once, against the values its annotation lists.
+    """
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(num_query_channels=1280))
+    activation: Activation = "gelu_tanh"
+    masking: Masking = "official"
+
+    def __post_init__(self) -> None:
+        check_literals(self)
+        for name in ("encoder", "decoder"):
+            expected = EncoderConfig if name == "encoder" else DecoderConfig
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, expected):
+                raise ValueError(f"{type(self).__name__}.{name} must be a {expected.__name__}, got {value!r}")
+
+
+def check_literals(config: object) -> None:
+    """ValueError naming the field for every dataclass field annotated ``Literal[...]`` whose value is not one of
+    the listed values (the choices come from the annotation: ``typing.get_args``)."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        hint = hints.get(f.name)
+        if typing.get_origin(hint) is Literal:
+            check_choice(getattr(config, f.name), typing.get_args(hint), f"{type(config).__name__}.{f.name}")
 
 
 def _check_positive(cfg: object, name: str) -> None:

@@ -1,88 +1,120 @@
-"""The generic Perceiver IO: input adapter → encoder → output queries → decoder → output adapter."""
+"""The generic Perceiver IO (paper Fig. 2): input adapter → encoder → output queries → decoder → output adapter.
+
+    x = input_adapter(inputs)        # [B, M, C]   bytes, pixels, patches, ... as an array of M elements
+    z = encoder(x, input_mask)       # [B, N, D]   cross-attend the latents to x, then the latent blocks
+    q = output_queries(x, index)     # [B, O, E]   one query per output element (learned, or built from x)
+    y = decoder(q, z)                # [B, O, F]   every query cross-attends the latents independently
+    out = output_adapter(y)          #             logits, flow, pixels, ...
+
+Every task model of this library *is* a :class:`PerceiverIO` built from its own adapters and queries.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .checks import check_features, check_mask
-from .config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
+from .config import DecoderConfig, PerceiverConfig
 from .decoder import PerceiverDecoder
 from .encoder import PerceiverEncoder
-from .position import TrainablePositionEncoding
+from .queries import LearnedQueries
 
 
-@dataclass(frozen=True)
-class PerceiverIOConfig:
-    """A Perceiver IO over pre-embedded inputs ``[B, M, C]`` with ``num_output_queries`` learned queries.
-
-    Task models build their own adapters and queries; this config is the plain architecture of the paper's Fig. 1.
-    """
+@dataclass(frozen=True, kw_only=True)
+class PerceiverIOConfig(PerceiverConfig):
+    """The plain architecture of the paper's Fig. 1 over pre-embedded inputs ``[B, M, C]`` with
+    ``num_output_queries`` learned queries (build it with :meth:`PerceiverIO.from_config`)."""
 
     num_input_channels: int  # C
     num_output_queries: int  # O
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(num_query_channels=1280))
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
 
     def __post_init__(self) -> None:
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
-        if self.num_input_channels <= 0 or self.num_output_queries <= 0:
-            raise ValueError("num_input_channels and num_output_queries must be positive")
+        super().__post_init__()
+        for name in ("num_input_channels", "num_output_queries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"PerceiverIOConfig.{name} must be a positive int, got {value!r}")
+
+
+def build_encoder(config: PerceiverConfig, num_input_channels: int) -> PerceiverEncoder:
+    """The encoder of ``config`` reading ``num_input_channels``-wide inputs (C)."""
+    return PerceiverEncoder(config.encoder, num_input_channels, config.activation, config.masking)
+
+
+def build_decoder(config: PerceiverConfig, decoder: DecoderConfig | None = None) -> PerceiverDecoder:
+    """The decoder of ``config`` (or of ``decoder``, a variant of ``config.decoder``) reading the latents."""
+    return PerceiverDecoder(decoder or config.decoder, config.encoder.num_latent_channels, config.activation,
+                            config.masking)
 
 
 class PerceiverIO(nn.Module):
-    """Reads any ``[B, M, C]`` array into N latents and writes one output per query.
+    """Reads any array into N latents and writes one output per query (see the module docstring).
 
-    ``input_adapter`` (default: identity on ``[B, M, C]`` features) maps raw inputs to features;
-    ``output_queries`` (default: ``num_output_queries`` learned queries) is called as
-    ``output_queries(batch_size, index=query_index)``; ``output_adapter`` maps ``[B, O, out]`` to the task output.
+    Args:
+        input_adapter: raw inputs -> ``[B, M, C]`` (None: the inputs already are ``[B, M, C]`` features).
+        encoder: the latent array, its input cross-attention and the latent self-attention blocks.
+        output_queries: called as ``output_queries(x, index)`` -> ``[B, O, E]`` (see :mod:`.queries`).
+        decoder: the query cross-attention (and the optional final Linear).
+        output_adapter: ``[B, O, F]`` -> the task's output (None: returned as is).
+        config: the model's frozen config (saved with the weights).
     """
 
-    def __init__(self, config: PerceiverIOConfig, input_adapter: nn.Module | None = None,
-                 output_queries: nn.Module | None = None, output_adapter: nn.Module | None = None) -> None:
+    def __init__(self, input_adapter: nn.Module | None, encoder: PerceiverEncoder, output_queries: nn.Module,
+                 decoder: PerceiverDecoder, output_adapter: nn.Module | None = None, config: object = None) -> None:
         super().__init__()
         self.config = config
         self.input_adapter = input_adapter
-        self.encoder = PerceiverEncoder(config.encoder, config.num_input_channels, config.activation, config.masking)
-        self.output_queries = output_queries or TrainablePositionEncoding(
-            config.num_output_queries, config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
+        self.encoder = encoder
+        self.output_queries = output_queries
+        self.decoder = decoder
         self.output_adapter = output_adapter
 
     @classmethod
-    def from_haiku(cls, source, config: PerceiverIOConfig, **overrides) -> PerceiverIO:
-        """Build from DeepMind's Haiku params of a ``PerceiverEncoder`` + ``BasicDecoder`` (trainable queries).
+    def from_config(cls, config: object) -> PerceiverIO:
+        """The model of ``config``: for a :class:`PerceiverIOConfig`, the plain Fig. 1 model (identity input
+        adapter, learned queries, no output adapter); for a task model class, ``cls(config)``."""
+        if cls is not PerceiverIO:
+            return cls(config)
+        if not isinstance(config, PerceiverIOConfig):
+            raise ValueError(f"PerceiverIO.from_config needs a PerceiverIOConfig, got {type(config).__name__}")
+        return cls(
+            input_adapter=None,
+            encoder=build_encoder(config, config.num_input_channels),
+            output_queries=LearnedQueries(config.num_output_queries, config.decoder.num_query_channels),
+            decoder=build_decoder(config),
+            config=config,
+        )
 
-        ``config`` is required (head counts are not visible in the arrays); ``source`` is read as in
-        :meth:`perceiverio.tasks.base.TaskModel.from_haiku`.
-        """
-        from ..io.haiku import load_from_haiku
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-        return load_from_haiku(cls, source, config, **overrides)
-
-    def encode(self, inputs: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw inputs -> latents ``[B, N, D]``."""
+    def adapt(self, inputs: object) -> torch.Tensor:
+        """Raw inputs -> the input array ``[B, M, C]``."""
         x = self.input_adapter(inputs) if self.input_adapter is not None else inputs
-        x = check_features(x, self.config.num_input_channels)  # [B, M, C]
+        return check_features(x, self.encoder.num_input_channels)
+
+    def encode(self, inputs: object, input_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw inputs -> latents ``[B, N, D]``."""
+        x = self.adapt(inputs)  # [B, M, C]
         return self.encoder(x, check_mask(input_mask, tuple(x.shape[:2]), "input_mask"))
 
     def decode(self, latents: torch.Tensor, queries: torch.Tensor, query_mask: torch.Tensor | None = None,
-               chunk_size: int | None = None) -> torch.Tensor:
-        """Latents ``[B, N, D]`` and queries ``[B, O, E]`` -> outputs (through the output adapter)."""
-        query_mask = check_mask(query_mask, tuple(queries.shape[:2]), "query_mask")
-        out = self.decoder(queries, latents, query_mask, chunk_size)
-        return self.output_adapter(out) if self.output_adapter is not None else out
+               chunk_size: int | None = None) -> object:
+        """Latents ``[B, N, D]`` and queries ``[B, O, E]`` -> the output adapter's output."""
+        y = self.decoder(queries, latents, query_mask, chunk_size)  # [B, O, F]
+        return self.output_adapter(y) if self.output_adapter is not None else y
 
-    def forward(self, inputs: torch.Tensor, input_mask: torch.Tensor | None = None,
-                query_mask: torch.Tensor | None = None, query_index: torch.Tensor | None = None,
-                chunk_size: int | None = None) -> torch.Tensor:
-        """``query_index`` (``[K]`` or ``[B, K]``) decodes only those queries; rows equal the full decoding's."""
-        z = self.encode(inputs, input_mask)  # [B, N, D]
-        q = self.output_queries(z.shape[0], index=query_index)  # [B, O, E]
+    def forward(self, inputs: object, input_mask: torch.Tensor | None = None,
+                query_index: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
+                chunk_size: int | None = None) -> object:
+        """``query_index`` (``[K]`` or ``[B, K]``) decodes only those queries: rows equal the full decoding's.
+        ``chunk_size`` decodes that many queries at a time (same result, bounded memory)."""
+        x = self.adapt(inputs)  # [B, M, C]
+        z = self.encoder(x, check_mask(input_mask, tuple(x.shape[:2]), "input_mask"))  # [B, N, D]
+        q = self.output_queries(x, query_index)  # [B, O, E]
+        if query_mask is not None:
+            query_mask = check_mask(query_mask, tuple(q.shape[:2]), "query_mask")
         return self.decode(z, q, query_mask, chunk_size)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_range
 from .init import trunc_normal_, variance_scaling_
 
 
@@ -44,9 +45,7 @@ def positions_from_indices(indices: torch.Tensor, index_dims: int | Sequence[int
     dims = _dims(index_dims)
     if indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
-    total = math.prod(dims)
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= total):
-        raise ValueError(f"indices must lie in [0, {total}) for index_dims {dims}")
+    check_range(indices, 0, math.prod(dims), f"indices for index_dims {dims}")
     coords = torch.stack(torch.unravel_index(indices, dims), dim=-1).to(torch.float32)  # [..., d]
     return -1.0 + 2.0 * coords / torch.tensor(dims, dtype=torch.float32, device=indices.device)
 
@@ -150,9 +149,7 @@ class TrainablePositionEncoding(nn.Module):
             table = self.projection(table)
         if index is None:
             return table.expand(batch_size, -1, -1)
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= table.shape[0]):
-            raise ValueError(f"position index must lie in [0, {table.shape[0]}), got range "
-                             f"[{int(index.min())}, {int(index.max())}]")
+        check_range(index, 0, table.shape[0], "position index")
         rows = table[index]  # [K, C] or [B, K, C]
         return rows.expand(batch_size, -1, -1) if rows.dim() == 2 else rows
 

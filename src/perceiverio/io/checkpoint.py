@@ -110,6 +110,6 @@ def load_pretrained(directory: str | os.PathLike, expected: type | None = None,
     cls = _resolve(meta["model_class"])
     if expected is not None and not issubclass(cls, expected):
         raise ValueError(f"{directory} holds a {cls.__name__}, not a {expected.__name__}")
-    model = cls(config_from_dict(meta["config"]))
+    model = cls.from_config(config_from_dict(meta["config"]))
     model.load_state_dict(load_file(directory / WEIGHTS, device=str(map_location)), strict=True)
     return model.eval()

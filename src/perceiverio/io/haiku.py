@@ -255,13 +255,13 @@ def _convert_text(hp: HaikuParams, model: nn.Module, dec: str, queries: str) -> 
 
 
 def _convert_mlm(hp: HaikuParams, model: nn.Module) -> StateDict:
-    out = _convert_text(hp, model, "basic_decoder", "queries")
+    out = _convert_text(hp, model, "basic_decoder", "output_queries")
     put(hp, "embedding_decoder/bias", "output_adapter.bias", out)
     return out
 
 
 def _convert_classifier(hp: HaikuParams, model: nn.Module) -> StateDict:
-    return _convert_text(hp, model, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "query")
+    return _convert_text(hp, model, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "output_queries")
 
 
 def _convert_perceiver(hp: HaikuParams, model: nn.Module) -> StateDict:
@@ -331,7 +331,7 @@ def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any
             config = dataclasses.replace(config, **overrides)
         except TypeError as e:
             raise ValueError(f"invalid override for {type(config).__name__}: {e}") from e
-    model = cls(config)
+    model = cls.from_config(config)
     mapped = rule[3](hp, model)
     problems = []
     if hp.missing:

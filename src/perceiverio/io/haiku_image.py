@@ -100,7 +100,7 @@ def _convert(hp: HaikuParams, model: nn.Module) -> StateDict:
     out: StateDict = {}
     image_preprocessor(hp, model.config.adapter, "input_adapter", out)
     encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
-    basic_decoder(hp, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "decoder", out, True, queries="query")
+    basic_decoder(hp, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "decoder", out, True, queries="output_queries")
     return out
 
 

@@ -10,7 +10,7 @@ Official module names (modality ``<m>`` = our modality name; the official code u
 * ``multimodal_decoder/~/basic_decoder/{cross_attention,output}`` -> ``decoder`` (the shared decoder);
 * ``classification_decoder/~/basic_decoder/~/trainable_position_encoding/pos_embs`` -> the label query;
 * ``projection_postprocessor/linear``, ``audio_postprocessor/linear``, ``classification_postprocessor/linear`` ->
-  ``output_adapters.<m>.linear``; ``image_preprocessor/patches_linear`` when ``conv_after_patching``.
+  ``output_adapter.<m>.linear``; ``image_preprocessor/patches_linear`` when ``conv_after_patching``.
 
 Per-kind modules (postprocessors, the label's decoder) are named by type, not by modality; with several modalities
 of one kind, Haiku's ``_1``, ``_2`` suffixes are assumed to follow sorted modality names.
@@ -47,7 +47,7 @@ def convert(hp: HaikuParams, model: MultimodalAutoencoder) -> StateDict:
             put(hp, f"multimodal_preprocessor/{name}_mask_token/pos_embs", f"input_adapter.mask_tokens.{name}", out)
         put(hp, f"multimodal_decoder/~decoder_query/{name}_padding/pos_embs", f"output_queries.padding.{name}", out)
         post, pre = _PER_KIND[kind]
-        linear(hp, f"{_n(post, i)}/linear", f"output_adapters.{name}.linear", out)
+        linear(hp, f"{_n(post, i)}/linear", f"output_adapter.{name}.linear", out)
         if kind == "label":
             put(hp, f"{_n('classification_decoder', i)}/~/basic_decoder/~/trainable_position_encoding/pos_embs",
                 f"output_queries.builders.{name}.embeddings", out)

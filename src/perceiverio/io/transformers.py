@@ -182,7 +182,7 @@ def _mlm_config_from_state(state: StateDict) -> MaskedLanguageModelConfig:
 
 def _mlm_keys(config: MaskedLanguageModelConfig) -> KeyMap:
     return (map_text_input() | map_encoder(config.encoder.num_self_attends_per_block)
-            | {"queries.embeddings": f"{_MLM_DEC}.output_position_encodings.position_embeddings",
+            | {"output_queries.embeddings": f"{_MLM_DEC}.output_position_encodings.position_embeddings",
                "output_adapter.bias": "embedding_decoder.bias"}
             | map_cross_attention("decoder.cross_attention", f"{_MLM_DEC}.decoding_cross_attention"))
 
@@ -202,7 +202,7 @@ def _classifier_config_from_state(state: StateDict) -> SequenceClassifierConfig:
 
 def _classifier_keys(config: SequenceClassifierConfig) -> KeyMap:
     return (map_text_input() | map_encoder(config.encoder.num_self_attends_per_block)
-            | {"query.embeddings": f"{_CLS_DEC}.output_position_encodings.position_embeddings"}
+            | {"output_queries.embeddings": f"{_CLS_DEC}.output_position_encodings.position_embeddings"}
             | map_cross_attention("decoder.cross_attention", f"{_CLS_DEC}.decoding_cross_attention")
             | _params("decoder", _CLS_DEC, {"projection": "final_layer"}))
 

@@ -116,7 +116,7 @@ def _from_state(state: StateDict) -> ImageClassifierConfig:
 
 def _keys(config: ImageClassifierConfig) -> KeyMap:
     keys = (map_encoder(config.encoder.num_self_attends_per_block)
-            | {"query.embeddings": f"{_CLS_DEC}.output_position_encodings.position_embeddings"}
+            | {"output_queries.embeddings": f"{_CLS_DEC}.output_position_encodings.position_embeddings"}
             | map_cross_attention("decoder.cross_attention", f"{_CLS_DEC}.decoding_cross_attention")
             | _params("decoder", _CLS_DEC, {"projection": "final_layer"}))
     a = config.adapter

@@ -107,7 +107,7 @@ def key_map(config: MultimodalAutoencoderConfig) -> KeyMap:
         if ours in masked:
             keys[f"input_adapter.mask_tokens.{ours}"] = f"{_PRE}.mask.{theirs}"
         keys[f"output_queries.padding.{ours}"] = f"{_DEC}.padding.{theirs}"
-        keys |= _params(f"output_adapters.{ours}", f"{_POST}.{theirs}", {"linear": "classifier"})
+        keys |= _params(f"output_adapter.{ours}", f"{_POST}.{theirs}", {"linear": "classifier"})
         if theirs == "label":
             keys[f"output_queries.builders.{ours}.embeddings"] = (
                 f"{_DEC}.modalities.label.decoder.output_position_encodings.position_embeddings")

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..adapters.image import ImageAdapterConfig, ImageInputAdapter, extract_patches_3x3
-from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
-from ..core.decoder import PerceiverDecoder
-from ..core.encoder import PerceiverEncoder
+from ..adapters.flow import FlowInputAdapter, FlowOutputAdapter
+from ..adapters.image import ImageAdapterConfig
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.position import num_fourier_channels
-from .base import TaskModel
+from ..core.queries import InputQueries
 
 TRAIN_SIZE = (368, 496)  # (H, W) of the official training crops
 
@@ -35,7 +35,7 @@ _SINTEL_ENCODER = EncoderConfig(
 
 
 @dataclass(frozen=True)
-class OpticalFlowConfig:
+class OpticalFlowConfig(PerceiverConfig):
     """The released optical-flow Perceiver IO (defaults) and its variants.
 
     train_size: ``(H, W)`` of the training crops: the Fourier features' ``max_resolution`` and the default tile.
@@ -64,15 +64,12 @@ class OpticalFlowConfig:
     tile_size: tuple[int, int] | None = None
     min_overlap: int = 20
     zero_init_output: bool = False
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "train_size", _pair(self.train_size, "train_size"))
         if self.tile_size is not None:
             object.__setattr__(self, "tile_size", _pair(self.tile_size, "tile_size"))
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
         for name in ("num_patch_channels", "num_bands"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise ValueError(f"OpticalFlowConfig.{name} must be a positive int, got {getattr(self, name)!r}")
@@ -202,59 +199,38 @@ def blend_tiles(pieces: Iterable[tuple[int, int, torch.Tensor]], image_size: tup
 
 
 # ------------------------------------------------------------------------------------------------------ the model
-class OpticalFlow(TaskModel):
+class OpticalFlow(PerceiverIO):
     """Perceiver IO optical flow: ``forward(frames [B, 2, 3, H, W] in [-1, 1])`` -> flow ``[B, 2, H, W]`` in pixels
     (channel 0: horizontal u, positive to the right; channel 1: vertical v, positive downwards) from frame 0 to
     frame 1.
 
-    ``forward`` runs the whole image at once (any size; the model was trained on 368×496 crops);
-    :meth:`predict` tiles larger images with crops of ``config.tile`` as the official demo does.
+    3×3 patches of both frames + Fourier positions → encoder → the same tokens as queries (one per pixel) →
+    decoder (+ Linear to 2) → rescaled flow. ``forward`` runs the whole image at once (any size; the model was
+    trained on 368×496 crops); :meth:`predict` tiles larger images with crops of ``config.tile`` as the official
+    demo does.
     """
 
     def __init__(self, config: OpticalFlowConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.input_adapter = ImageInputAdapter(config.adapter_config())
-        c = self.input_adapter.num_input_channels
-        self.encoder = PerceiverEncoder(config.encoder, c, config.activation, config.masking)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
+        adapter = FlowInputAdapter(config.adapter_config())
+        super().__init__(
+            input_adapter=adapter,
+            encoder=build_encoder(config, adapter.num_input_channels),
+            output_queries=InputQueries(),
+            decoder=build_decoder(config),
+            output_adapter=FlowOutputAdapter(config.rescale_factor, config.output_scale),
+            config=config,
+        )
         if config.zero_init_output:
             with torch.no_grad():
                 self.decoder.projection.weight.zero_()
 
-    @staticmethod
-    def check_frames(frames: object) -> torch.Tensor:
-        """A float tensor ``[B, 2, 3, H, W]`` with B, H, W > 0, else a ValueError saying what is wrong."""
-        what = "frames must be a [B, 2, 3, H, W] tensor (two RGB frames per example, channels first)"
-        if not isinstance(frames, torch.Tensor):
-            raise ValueError(f"{what}, got {type(frames).__name__}")
-        if frames.dim() != 5:
-            raise ValueError(f"{what}, got shape {tuple(frames.shape)} (rank {frames.dim()})")
-        if not frames.dtype.is_floating_point:
-            raise ValueError(f"frames must be floating point in [-1, 1] (pixel / 255 * 2 - 1), got {frames.dtype}")
-        b, t, c, h, w = frames.shape
-        if b == 0 or h == 0 or w == 0:
-            raise ValueError(f"frames must have a non-empty batch and image, got shape {tuple(frames.shape)}")
-        if t != 2:
-            raise ValueError(f"{what}: dim 1 must hold exactly 2 frames, got {t}")
-        if c != 3:
-            raise ValueError(f"{what}: dim 2 must hold 3 colour channels, got {c}")
-        return frames
-
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames ``[B, 2, 3, H, W]`` -> tokens ``[B, H·W, C]`` (patch features then Fourier positions)."""
-        patches = extract_patches_3x3(frames)  # [B, 2, H, W, 27], order (ph, pw, c)
-        return self.input_adapter(patches.movedim(-1, 2))  # [B, H·W, C]
+    check_frames = staticmethod(FlowInputAdapter.check_frames)
 
     def forward(self, frames: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Flow ``[B, 2, H, W]`` in pixels; ``chunk_size`` overrides ``config.decoder_chunk_size``."""
         b, _, _, h, w = self.check_frames(frames).shape
-        x = self.preprocess(frames)  # [B, M, C]
-        z = self.encoder(x)  # [B, N, D]
         chunk = self.config.decoder_chunk_size if chunk_size is None else chunk_size
-        flow = self.decoder(x, z, chunk_size=chunk)  # [B, M, 2]: queries = the tokens
-        flow = flow / self.config.rescale_factor * self.config.output_scale
+        flow = super().forward(frames.to(self.encoder.latents.dtype), chunk_size=chunk)  # [B, H·W, 2]
         return flow.transpose(1, 2).reshape(b, 2, h, w)
 
     @torch.no_grad()

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..adapters.classification import ClassificationOutputAdapter
 from ..adapters.image import ImageAdapterConfig, ImageInputAdapter
-from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
-from ..core.decoder import PerceiverDecoder
-from ..core.encoder import PerceiverEncoder
-from ..core.position import TrainablePositionEncoding
-from .base import TaskModel
-from .language import IGNORE_INDEX, ClassifierOutput
+from ..core.checks import check_range
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
+from ..core.queries import LearnedQueries
+from .outputs import IGNORE_INDEX, ClassifierOutput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,7 +39,7 @@ def _imagenet_decoder(use_query_residual: bool) -> DecoderConfig:
 
 
 @dataclass(frozen=True)
-class ImageClassifierConfig:
+class ImageClassifierConfig(PerceiverConfig):
     """Image adapter + encoder + one learned query (``decoder.num_query_channels`` wide) + Linear to the classes.
 
     ``decoder.num_output_channels`` is set to ``num_classes`` by the model (leave it None). ``label_smoothing`` is
@@ -51,12 +51,9 @@ class ImageClassifierConfig:
     decoder: DecoderConfig = field(default_factory=lambda: _imagenet_decoder(True))
     num_classes: int = 1000
     label_smoothing: float = 0.0
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
 
     def __post_init__(self) -> None:
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
+        super().__post_init__()
         if not isinstance(self.adapter, ImageAdapterConfig) or self.adapter.is_video:
             raise ValueError(f"ImageClassifierConfig.adapter must be an ImageAdapterConfig for images (H, W), got "
                              f"{self.adapter!r}")
@@ -171,8 +168,8 @@ def normalize_imagenet(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-class ImageClassifier(TaskModel):
-    """``forward(images [B, C, H, W], labels=None)`` -> :class:`~perceiverio.tasks.language.ClassifierOutput` with
+class ImageClassifier(PerceiverIO):
+    """``forward(images [B, C, H, W], labels=None)`` -> :class:`~perceiverio.tasks.outputs.ClassifierOutput` with
     ``logits [B, num_classes]`` and, given labels, the mean cross-entropy (``config.label_smoothing`` applied).
 
     ``labels``: class ids ``[B]`` (-100 = ignored) or class probabilities ``[B, num_classes]`` (MixUp/CutMix).
@@ -181,27 +178,15 @@ class ImageClassifier(TaskModel):
     """
 
     def __init__(self, config: ImageClassifierConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.input_adapter = ImageInputAdapter(config.adapter)
-        self.encoder = PerceiverEncoder(config.encoder, self.input_adapter.num_input_channels, config.activation,
-                                        config.masking)
-        self.query = TrainablePositionEncoding(1, config.decoder.num_query_channels)
-        decoder_config = dataclasses.replace(config.decoder, num_output_channels=config.num_classes)
-        self.decoder = PerceiverDecoder(decoder_config, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
-
-    @classmethod
-    def from_transformers(cls, source: Any, config: Any = None, **overrides: Any) -> ImageClassifier:
-        """Build from any of transformers' ``PerceiverForImageClassification{Fourier,Learned,ConvProcessing}``
-        (the head is read from the weights); sources and options as in :meth:`TaskModel.from_transformers`.
-
-        The result reproduces transformers' logits, including its deviations from the official models (conv stem
-        padding, learned model's decoder query residual; see ``docs/vision.md``).
-        """
-        from ..io.transformers_image import load_image_classifier
-
-        return load_image_classifier(cls, source, config, **overrides)
+        adapter = ImageInputAdapter(config.adapter)
+        super().__init__(
+            input_adapter=adapter,
+            encoder=build_encoder(config, adapter.num_input_channels),
+            output_queries=LearnedQueries(1, config.decoder.num_query_channels),
+            decoder=build_decoder(config, dataclasses.replace(config.decoder, num_output_channels=config.num_classes)),
+            output_adapter=ClassificationOutputAdapter(),
+            config=config,
+        )
 
     def check_images(self, images: object) -> torch.Tensor:
         """Validated images in the model's dtype (ValueError on a wrong rank, layout, dtype or size)."""
@@ -217,8 +202,7 @@ class ImageClassifier(TaskModel):
         return self.encoder(self.input_adapter(self.check_images(images)))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> ClassifierOutput:
-        z = self.encode(images)  # [B, N, D]
-        logits = self.decoder(self.query(z.shape[0]), z)[:, 0]  # [B, K]
+        logits = super().forward(self.check_images(images))  # [B, K]
         loss = None if labels is None else self.loss(logits, labels)
         return ClassifierOutput(logits=logits, loss=loss)
 
@@ -236,9 +220,7 @@ class ImageClassifier(TaskModel):
             raise ValueError(f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]), got "
                              f"dtype {labels.dtype} and shape {list(labels.shape)}")
         keep = labels != IGNORE_INDEX
-        if bool(keep.any()) and (int(labels[keep].min()) < 0 or int(labels[keep].max()) >= k):
-            raise ValueError(f"labels must lie in [0, {k}) (or be {IGNORE_INDEX} to ignore an example), got values "
-                             f"in [{int(labels[keep].min())}, {int(labels[keep].max())}]")
+        check_range(labels.masked_fill(~keep, 0), 0, k, f"labels (or {IGNORE_INDEX} to ignore an example)")
         nll = F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="sum",
                               label_smoothing=smoothing)
         return nll / keep.sum().clamp(min=1)

@@ -9,45 +9,48 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..adapters.classification import ClassificationOutputAdapter, MultitaskOutputAdapter
 from ..adapters.text import TextInputAdapter, TiedTokenOutputAdapter
-from ..core.checks import check_mask, check_token_ids
-from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
-from ..core.decoder import PerceiverDecoder
-from ..core.encoder import PerceiverEncoder
-from ..core.position import TrainablePositionEncoding
+from ..core.checks import check_indices, check_mask, check_range
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
+from ..core.queries import LearnedQueries
 from ..tokenizer import VOCAB_SIZE
-from .base import TaskModel
 from .locality import local_routing_init_
-
-IGNORE_INDEX = -100
+from .outputs import IGNORE_INDEX, ClassifierOutput, MaskedLMOutput
 
 _LANGUAGE_ENCODER = EncoderConfig(
     num_latents=256, num_latent_channels=1280, num_cross_attention_heads=8, num_self_attention_heads=8,
     num_self_attends_per_block=26, num_blocks=1, qk_channels=256, v_channels=1280,
 )
+# the small models of the tests and CPU demos: 256 bytes, 32 × 128 latents, 4 layers
+_TINY_TEXT = dict(
+    max_seq_len=256, num_input_channels=64,
+    encoder=EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=4,
+                          num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=64, v_channels=128),
+)
+_CLASS_QUERY = DecoderConfig(num_query_channels=1280, num_heads=1, use_query_residual=True)
+_TINY_CLASS_QUERY = DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True)
 
 
 @dataclass(frozen=True)
-class TextConfig:
-    """Fields shared by the byte-level models: the input adapter, the encoder and numerics."""
+class TextConfig(PerceiverConfig):
+    """Fields shared by the byte-level models: the input adapter (byte embedding + learned positions)."""
 
+    encoder: EncoderConfig = _LANGUAGE_ENCODER
     vocab_size: int = VOCAB_SIZE
     max_seq_len: int = 2048
     num_input_channels: int = 768  # C: byte embedding width
-    encoder: EncoderConfig = _LANGUAGE_ENCODER
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
     embedding_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
+        super().__post_init__()
         for name in ("vocab_size", "max_seq_len", "num_input_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{type(self).__name__}.{name} must be positive")
@@ -61,11 +64,10 @@ class MaskedLanguageModelConfig(TextConfig):
         num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768, use_query_residual=False)
     # "random": the paper's initialisation. "local": a locality prior for small models on small compute budgets
     # (see perceiverio.tasks.locality); needs qk_channels >= num_input_channels <= num_latent_channels.
-    routing_init: str = "random"
+    routing_init: Literal["random", "local"] = "random"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice(self.routing_init, ("random", "local"), "routing_init")
         if self.routing_init == "local":
             c = self.num_input_channels
             widths = {"encoder.qk_channels": self.encoder.qk_channels or c,  # defaults: the key/value width
@@ -88,14 +90,8 @@ class MaskedLanguageModelConfig(TextConfig):
     @classmethod
     def tiny(cls, **overrides) -> MaskedLanguageModelConfig:
         """A few-hundred-thousand-parameter model for tests and CPU demos."""
-        fields = dict(
-            max_seq_len=256, num_input_channels=64,
-            encoder=EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=4,
-                                  num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=64,
-                                  v_channels=128),
-            decoder=DecoderConfig(num_query_channels=64, num_heads=4, qk_channels=64, v_channels=64),
-        )
-        return cls(**{**fields, **overrides})
+        decoder = DecoderConfig(num_query_channels=64, num_heads=4, qk_channels=64, v_channels=64)
+        return cls(**{**_TINY_TEXT, "decoder": decoder, **overrides})
 
 
 @dataclass(frozen=True)
@@ -106,12 +102,12 @@ class SequenceClassifierConfig(TextConfig):
     """
 
     num_classes: int = 2
-    decoder: DecoderConfig = DecoderConfig(num_query_channels=1280, num_heads=1, use_query_residual=True)
+    decoder: DecoderConfig = _CLASS_QUERY
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_classes <= 0:
-            raise ValueError(f"num_classes must be positive, got {self.num_classes}")
+        if not isinstance(self.num_classes, int) or self.num_classes <= 0:
+            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
 
     @classmethod
     def language_perceiver(cls, num_classes: int = 2, **overrides) -> SequenceClassifierConfig:
@@ -120,14 +116,7 @@ class SequenceClassifierConfig(TextConfig):
 
     @classmethod
     def tiny(cls, num_classes: int = 2, **overrides) -> SequenceClassifierConfig:
-        fields = dict(
-            max_seq_len=256, num_input_channels=64, num_classes=num_classes,
-            encoder=EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=4,
-                                  num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=64,
-                                  v_channels=128),
-            decoder=DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True),
-        )
-        return cls(**{**fields, **overrides})
+        return cls(**{**_TINY_TEXT, "decoder": _TINY_CLASS_QUERY, "num_classes": num_classes, **overrides})
 
 
 @dataclass(frozen=True)
@@ -138,14 +127,14 @@ class MultitaskClassifierConfig(TextConfig):
     """
 
     tasks: tuple[tuple[str, int], ...] = (("sst2", 2),)
-    decoder: DecoderConfig = DecoderConfig(num_query_channels=1280, num_heads=1, use_query_residual=True)
+    decoder: DecoderConfig = _CLASS_QUERY
 
     def __post_init__(self) -> None:
         super().__post_init__()
         tasks = tuple(self.tasks.items()) if isinstance(self.tasks, Mapping) else tuple(tuple(t) for t in self.tasks)
         object.__setattr__(self, "tasks", tasks)
         names = [n for n, _ in tasks]
-        if not tasks or len(set(names)) != len(names):
+        if not tasks or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"tasks must be a non-empty mapping of distinct names to class counts, got {tasks}")
         if any((not isinstance(k, int)) or k <= 0 for _, k in tasks):
             raise ValueError(f"every task needs a positive class count, got {tasks}")
@@ -159,49 +148,18 @@ class MultitaskClassifierConfig(TextConfig):
 
     @classmethod
     def tiny(cls, tasks=(("a", 2), ("b", 3)), **overrides) -> MultitaskClassifierConfig:
-        fields = dict(
-            max_seq_len=256, num_input_channels=64, tasks=tasks,
-            encoder=EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=4,
-                                  num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=64,
-                                  v_channels=128),
-            decoder=DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True),
-        )
-        return cls(**{**fields, **overrides})
+        return cls(**{**_TINY_TEXT, "decoder": _TINY_CLASS_QUERY, "tasks": tasks, **overrides})
 
 
-@dataclass
-class MaskedLMOutput:
-    logits: torch.Tensor  # [B, L, V], or [B, K, V] at ``positions``
-    loss: torch.Tensor | None = None
-    positions: torch.Tensor | None = None  # [B, K] decoded positions when a subset was decoded
+def _text_adapter(config: TextConfig) -> TextInputAdapter:
+    return TextInputAdapter(config.vocab_size, config.max_seq_len, config.num_input_channels,
+                            config.embedding_init_scale)
 
 
-@dataclass
-class ClassifierOutput:
-    logits: torch.Tensor | dict[str, torch.Tensor]  # [B, K] (per task for the multitask model)
-    loss: torch.Tensor | None = None
-    task_losses: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class _TextPerceiver(TaskModel):
-    """Byte adapter + encoder, shared by the language task models."""
-
-    def __init__(self, config: TextConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.input_adapter = TextInputAdapter(config.vocab_size, config.max_seq_len, config.num_input_channels,
-                                              config.embedding_init_scale)
-        self.encoder = PerceiverEncoder(config.encoder, config.num_input_channels, config.activation, config.masking)
-
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        """Ids ``[B, L]`` (+ mask) -> latents ``[B, N, D]`` and the validated bool mask."""
-        ids = check_token_ids(input_ids, self.config.vocab_size, self.config.max_seq_len)
-        mask = check_mask(attention_mask, tuple(ids.shape))
-        return self.encoder(self.input_adapter(ids), mask), mask
-
-
-class MaskedLanguageModel(_TextPerceiver):
+class MaskedLanguageModel(PerceiverIO):
     """Byte-level masked language model; output length equals input length.
+
+    bytes → embedding + positions → encoder → one learned query per position → decoder → tied-embedding logits.
 
     ``forward(input_ids, attention_mask, labels)`` returns logits ``[B, L, 262]`` and, with labels (-100 =
     ignored), the mean cross-entropy. ``positions`` (``[B, K]`` or ``[K]``) decodes only those positions, and
@@ -209,52 +167,60 @@ class MaskedLanguageModel(_TextPerceiver):
     """
 
     def __init__(self, config: MaskedLanguageModelConfig) -> None:
-        super().__init__(config)
-        self.queries = TrainablePositionEncoding(config.max_seq_len, config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
-        self.output_adapter = TiedTokenOutputAdapter(config.vocab_size)
+        adapter = _text_adapter(config)
+        super().__init__(
+            input_adapter=adapter,
+            encoder=build_encoder(config, config.num_input_channels),
+            output_queries=LearnedQueries(config.max_seq_len, config.decoder.num_query_channels),
+            decoder=build_decoder(config),
+            output_adapter=TiedTokenOutputAdapter(adapter.token_embedding),
+            config=config,
+        )
         if config.routing_init == "local":
             local_routing_init_(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, positions: torch.Tensor | None = None,
                 decode_labeled_only: bool = False, chunk_size: int | None = None) -> MaskedLMOutput:
-        z, mask = self.encode(input_ids, attention_mask)  # [B, N, D], [B, L]
-        b, length = input_ids.shape
+        x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
+        b, length = x.shape[:2]
+        mask = check_mask(attention_mask, (b, length))  # [B, L]
         if labels is not None and tuple(labels.shape) != (b, length):
             raise ValueError(f"labels must have shape {[b, length]} like input_ids, got {list(labels.shape)}")
+        valid = None
         if decode_labeled_only:
             if labels is None:
                 raise ValueError("decode_labeled_only=True needs labels")
             positions, valid = labeled_positions(labels)  # [B, K]
         elif positions is not None:
             positions = _check_positions(positions, b, length)
-            valid = None
-
-        if positions is None:
-            queries = self.queries(b, index=torch.arange(length, device=z.device))  # [B, L, E]
-            query_mask = mask
-            targets = labels
-        else:
-            queries = self.queries(b, index=positions)  # [B, K, E]
+        z = self.encoder(x, mask)  # [B, N, D]
+        if positions is None:  # every position: O = L
+            q = self.output_queries(x)[:, :length]  # [B, L, E]
+            query_mask, targets = mask, labels
+        else:  # a subset: O = K
+            q = self.output_queries(x, positions)  # [B, K, E]
             query_mask = None if mask is None else mask.gather(1, positions)
             targets = None if labels is None else labels.gather(1, positions)
             if targets is not None and valid is not None:
                 targets = targets.masked_fill(~valid, IGNORE_INDEX)
-        h = self.decoder(queries, z, query_mask, chunk_size)  # [B, O, C]
-        logits = self.output_adapter(h, self.input_adapter.token_embedding.weight)  # [B, O, V]
-        loss = None
-        if targets is not None:
-            # mean over labelled positions; a batch without any (no word masked) gives 0, not NaN
-            nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                  reduction="sum")
-            loss = nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        logits = self.decode(z, q, query_mask, chunk_size)  # [B, O, V]
+        loss = None if targets is None else _token_loss(logits, targets)
         return MaskedLMOutput(logits=logits, loss=loss, positions=positions)
 
 
+def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions; a batch without any (no word masked) gives 0, not NaN."""
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                          reduction="sum")
+    return nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+
 def labeled_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of labelled tokens, left-aligned per row: ``([B, K] long, [B, K] valid)``, K = max count."""
+    """Positions of labelled tokens, left-aligned per row: ``([B, K] long, [B, K] valid)``, K = max count.
+
+    K depends on the labels' values (a data-dependent shape): eager training only, not for compiled graphs.
+    """
     labeled = labels != IGNORE_INDEX  # [B, L]
     k = max(int(labeled.sum(dim=1).max()), 1)
     # stable sort puts labelled positions first, in order
@@ -262,49 +228,59 @@ def labeled_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return order, labeled.gather(1, order)
 
 
-def _check_positions(positions: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-    if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dim() not in (1, 2):
-        raise ValueError("positions must be an integer tensor of shape [K] or [B, K]")
+def _check_positions(positions: object, batch: int, length: int) -> torch.Tensor:
+    positions = check_indices(positions, "positions")
     if positions.dim() == 1:
         positions = positions.unsqueeze(0).expand(batch, -1)
     if positions.shape[0] != batch:
         raise ValueError(f"positions must have batch size {batch}, got {positions.shape[0]}")
-    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= length):
-        raise ValueError(f"positions must lie in [0, {length})")
+    check_range(positions, 0, length, "positions")
     return positions.long()
 
 
-def _classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mean loss over labelled examples (label != -100), 0 when none is: cross-entropy for classes, MSE for a
+    regression (``num_classes == 1``, every label counts). Never reads tensor values (no host sync)."""
     if num_classes == 1:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     if labels.dtype.is_floating_point:
         raise ValueError(f"classification labels must be integer class ids, got dtype {labels.dtype}")
-    return F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX)
+    labels = labels.long()
+    check_range(labels.masked_fill(labels == IGNORE_INDEX, 0), 0, num_classes, "labels")
+    nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
-class SequenceClassifier(_TextPerceiver):
-    """Byte sequence classifier: ``forward(input_ids, attention_mask, labels)`` -> logits ``[B, num_classes]``."""
+class SequenceClassifier(PerceiverIO):
+    """Byte sequence classifier: ``forward(input_ids, attention_mask, labels)`` -> logits ``[B, num_classes]``.
+
+    bytes → embedding + positions → encoder → one learned class query → decoder (+ Linear to K) → logits.
+    """
 
     def __init__(self, config: SequenceClassifierConfig) -> None:
-        super().__init__(config)
-        self.query = TrainablePositionEncoding(1, config.decoder.num_query_channels)
-        decoder_config = dataclasses.replace(config.decoder, num_output_channels=config.num_classes)
-        self.decoder = PerceiverDecoder(decoder_config, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
+        super().__init__(
+            input_adapter=_text_adapter(config),
+            encoder=build_encoder(config, config.num_input_channels),
+            output_queries=LearnedQueries(1, config.decoder.num_query_channels),
+            decoder=build_decoder(config, dataclasses.replace(config.decoder, num_output_channels=config.num_classes)),
+            output_adapter=ClassificationOutputAdapter(),
+            config=config,
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> ClassifierOutput:
-        z, _ = self.encode(input_ids, attention_mask)
-        logits = self.decoder(self.query(z.shape[0]), z)[:, 0]  # [B, K]
+        logits = super().forward(input_ids, attention_mask)  # [B, K]
+        b = logits.shape[0]
         loss = None
         if labels is not None:
-            if labels.shape != logits.shape[:1]:
-                raise ValueError(f"labels must have shape [{logits.shape[0]}], got {list(labels.shape)}")
-            loss = _classification_loss(logits, labels, self.config.num_classes)
+            if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (b,):
+                raise ValueError(f"labels must be a tensor of shape [{b}], got "
+                                 f"{list(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+            loss = classification_loss(logits, labels, self.config.num_classes)
         return ClassifierOutput(logits=logits, loss=loss)
 
 
-class MultitaskClassifier(_TextPerceiver):
+class MultitaskClassifier(PerceiverIO):
     """Multitask-query classifier: T learned queries decoded by one cross-attention, one Linear head per task.
 
     ``forward(input_ids, attention_mask, labels={task: [B]})`` -> ``logits = {task: [B, K_task]}``; label -100
@@ -313,29 +289,45 @@ class MultitaskClassifier(_TextPerceiver):
     """
 
     def __init__(self, config: MultitaskClassifierConfig) -> None:
-        super().__init__(config)
-        self.task_names = [name for name, _ in config.tasks]
-        self.queries = TrainablePositionEncoding(len(config.tasks), config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(dataclasses.replace(config.decoder, num_output_channels=None),
-                                        config.encoder.num_latent_channels, config.activation, config.masking)
         e = config.decoder.num_query_channels
-        self.heads = nn.ModuleDict({name: nn.Linear(e, k) for name, k in config.tasks})
+        super().__init__(
+            input_adapter=_text_adapter(config),
+            encoder=build_encoder(config, config.num_input_channels),
+            output_queries=LearnedQueries(len(config.tasks), e),
+            decoder=build_decoder(config, dataclasses.replace(config.decoder, num_output_channels=None)),
+            output_adapter=MultitaskOutputAdapter(e, config.tasks),
+            config=config,
+        )
+
+    @property
+    def task_names(self) -> list[str]:
+        return [name for name, _ in self.config.tasks]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: Mapping[str, torch.Tensor] | None = None) -> ClassifierOutput:
-        z, _ = self.encode(input_ids, attention_mask)
-        h = self.decoder(self.queries(z.shape[0]), z)  # [B, T, E]
-        logits = {name: self.heads[name](h[:, t]) for t, name in enumerate(self.task_names)}
+        if labels is not None and not isinstance(labels, Mapping):
+            raise ValueError(f"labels must be a dict {{task: tensor}} over tasks {self.task_names}, got "
+                             f"{type(labels).__name__}")
+        logits = super().forward(input_ids, attention_mask)  # {task: [B, K_task]}
+        b = next(iter(logits.values())).shape[0]
         task_losses: dict[str, torch.Tensor] = {}
+        labelled: list[torch.Tensor] = []
         for name, y in (labels or {}).items():
             if name not in logits:
                 raise ValueError(f"unknown task {name!r}; this model has tasks {self.task_names}")
-            if not isinstance(y, torch.Tensor) or tuple(y.shape) != (z.shape[0],):
-                raise ValueError(f"labels[{name!r}] must be a tensor of shape [{z.shape[0]}], got "
+            if not isinstance(y, torch.Tensor) or tuple(y.shape) != (b,):
+                raise ValueError(f"labels[{name!r}] must be a tensor of shape [{b}], got "
                                  f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
-            keep = y != IGNORE_INDEX
-            if bool(keep.any()):
-                k = dict(self.config.tasks)[name]
-                task_losses[name] = _classification_loss(logits[name][keep], y[keep], k)
-        loss = torch.stack(list(task_losses.values())).mean() if task_losses else None
+            k = dict(self.config.tasks)[name]
+            keep = y != IGNORE_INDEX  # [B]
+            if k == 1:  # regression: mean squared error over the labelled examples
+                err = (logits[name].squeeze(-1).float() - y.float()).square() * keep
+                task_losses[name] = err.sum() / keep.sum().clamp(min=1)
+            else:
+                task_losses[name] = classification_loss(logits[name], y, k)
+            labelled.append(keep.any())
+        loss = None
+        if task_losses:  # mean over the tasks with at least one label (computed without reading values)
+            has = torch.stack(labelled).float()  # [T']
+            loss = (torch.stack(list(task_losses.values())) * has).sum() / has.sum().clamp(min=1)
         return ClassifierOutput(logits=logits, loss=loss, task_losses=task_losses)

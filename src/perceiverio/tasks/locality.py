@@ -78,7 +78,7 @@ def local_routing_init_(model: nn.Module, beta: float = 2.0, gamma: float = 3.0,
         raise ValueError(f"routing_init='local' needs num_latent_channels >= num_input_channels, got {d} < {c}")
     codes = sinusoid_codes(torch.arange(length), c, 2.0 * length)  # [L, C]
     model.input_adapter.position_embedding.embeddings.copy_(amplitude * codes)
-    model.queries.embeddings.copy_(amplitude * codes)
+    model.output_queries.embeddings.copy_(amplitude * codes)
 
     centres = (torch.arange(n) + 0.5) * length / n - 0.5
     latents = model.encoder.latents  # [N, D]

@@ -24,14 +24,15 @@ from torch import nn
 from ..adapters.audio import AudioAdapterConfig, AudioInputAdapter, AudioOutputAdapter
 from ..adapters.image import ImageAdapterConfig, ImageInputAdapter
 from ..adapters.label import LabelAdapterConfig, LabelInputAdapter, LabelOutputAdapter
-from ..adapters.multimodal import (FourierQueries, LearnedQueries, MultimodalInputAdapter, MultimodalQueries,
-                                   ProjectionOutputAdapter, check_modality_names)
-from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
-from ..core.decoder import PerceiverDecoder
-from ..core.encoder import PerceiverEncoder
+from ..adapters.multimodal import (FourierQueries, MultimodalInputAdapter, MultimodalOutputAdapter,
+                                   MultimodalQueries, ProjectionOutputAdapter, check_modality_names)
+from ..core.checks import check_range
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
 from ..core.init import init_official_
+from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.position import num_fourier_channels
-from .base import TaskModel
+from ..core.queries import LearnedQueries
+from .outputs import MultimodalLoss
 
 ModalityConfig = Union[AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig]
 Points = Mapping[str, Union[torch.Tensor, None]]
@@ -60,8 +61,8 @@ def _query_channels(cfg: ModalityConfig) -> int:
     return cfg.num_query_channels
 
 
-@dataclass(frozen=True)
-class MultimodalAutoencoderConfig:
+@dataclass(frozen=True, kw_only=True)
+class MultimodalAutoencoderConfig(PerceiverConfig):
     """A multimodal autoencoder.
 
     modalities: ``{name: AudioAdapterConfig | ImageAdapterConfig | LabelAdapterConfig}`` (a mapping or pairs;
@@ -82,8 +83,6 @@ class MultimodalAutoencoderConfig:
     query_padding_size: int = 2
     mask_probs: tuple[tuple[str, float], ...] = ()
     apply_mask_in_eval: bool = False
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
 
     def __post_init__(self) -> None:
         pairs = tuple(self.modalities.items()) if isinstance(self.modalities, Mapping) else tuple(
@@ -104,8 +103,6 @@ class MultimodalAutoencoderConfig:
                 raise ValueError(f"mask_probs names {name!r}, which is not a modality ({names})")
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"mask_probs[{name!r}] must lie in [0, 1], got {p}")
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
         for name in ("min_padding_size", "query_padding_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
@@ -115,6 +112,7 @@ class MultimodalAutoencoderConfig:
         elif self.decoder.num_query_channels != e:
             raise ValueError(f"decoder.num_query_channels must be {e} (widest modality query + query_padding_size), "
                              f"got {self.decoder.num_query_channels}; pass decoder=None to derive it")
+        super().__post_init__()
 
     @property
     def modality_configs(self) -> dict[str, ModalityConfig]:
@@ -166,14 +164,11 @@ class MultimodalAutoencoderConfig:
         return cls(**{**fields, **overrides})
 
 
-@dataclass
-class MultimodalLoss:
-    loss: torch.Tensor  # weighted sum
-    terms: dict[str, torch.Tensor]  # unweighted per-modality losses
-
-
-class MultimodalAutoencoder(TaskModel):
+class MultimodalAutoencoder(PerceiverIO):
     """Perceiver IO multimodal autoencoder (see the module docstring and :class:`MultimodalAutoencoderConfig`).
+
+    per-modality adapters, padded and concatenated → encoder → per-modality queries (Fourier features of output
+    points, a learned label query), padded and concatenated → decoder → per-modality output adapters.
 
     Inputs: ``{name: tensor}``: videos ``[B, T, C, H, W]``, images ``[B, C, H, W]``, audio ``[B, S, 1]`` or
     ``[B, S]``, labels one-hot ``[B, K]`` (or class ids ``[B]``). Outputs of ``forward``: images/videos
@@ -181,8 +176,6 @@ class MultimodalAutoencoder(TaskModel):
     """
 
     def __init__(self, config: MultimodalAutoencoderConfig) -> None:
-        super().__init__()
-        self.config = config
         adapters: dict[str, nn.Module] = {}
         builders: dict[str, nn.Module] = {}
         out = config.decoder.num_output_channels or config.decoder.num_query_channels
@@ -202,15 +195,17 @@ class MultimodalAutoencoder(TaskModel):
                 adapters[name] = LabelInputAdapter(cfg)
                 builders[name] = LearnedQueries(1, cfg.num_query_channels)
                 outputs[name] = LabelOutputAdapter(out, cfg.num_classes)
-        self.input_adapter = MultimodalInputAdapter(adapters, config.min_padding_size, dict(config.mask_probs),
-                                                    config.apply_mask_in_eval)
-        self.encoder = PerceiverEncoder(config.encoder, self.input_adapter.num_input_channels, config.activation,
-                                        config.masking)
-        self.output_queries = MultimodalQueries(builders, config.query_padding_size)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
-        self.output_adapters = nn.ModuleDict(outputs)
-        init_official_(self.output_adapters)
+        input_adapter = MultimodalInputAdapter(adapters, config.min_padding_size, dict(config.mask_probs),
+                                               config.apply_mask_in_eval)
+        super().__init__(
+            input_adapter=input_adapter,
+            encoder=build_encoder(config, input_adapter.num_input_channels),
+            output_queries=MultimodalQueries(builders, config.query_padding_size),
+            decoder=build_decoder(config),
+            output_adapter=MultimodalOutputAdapter(outputs),
+            config=config,
+        )
+        init_official_(self.output_adapter)
 
     @property
     def modalities(self) -> list[str]:
@@ -240,14 +235,9 @@ class MultimodalAutoencoder(TaskModel):
 
     def _decode(self, latents: torch.Tensor, points: dict[str, torch.Tensor | None],
                 chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-        b = latents.shape[0]
-        q, sizes = self.output_queries(b, points, device=latents.device, dtype=latents.dtype)  # [B, O, E]
-        h = self.decoder(q, latents, chunk_size=chunk_size)  # [B, O, out]
-        outputs, start = {}, 0
-        for name in sorted(sizes):
-            outputs[name] = self.output_adapters[name](h[:, start:start + sizes[name]])
-            start += sizes[name]
-        return outputs
+        q = self.output_queries(latents, points)  # [B, O, E]: every modality's points, sorted by name
+        h = self.decoder(q, latents, chunk_size=chunk_size)  # [B, O, F]
+        return self.output_adapter(h, self.output_queries.sizes(points))
 
     def forward(self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None, *,
                 apply_mask: bool | None = None, generator: torch.Generator | None = None,
@@ -369,10 +359,7 @@ class MultimodalAutoencoder(TaskModel):
                 if idx.dim() not in (1, 2) or (idx.dim() == 2 and idx.shape[0] != batch):
                     raise ValueError(f"subsampled_points[{name!r}] must have shape [n] or [B={batch}, n], "
                                      f"got {tuple(idx.shape)}")
-                n = self.num_points(name)
-                if int(idx.min()) < 0 or int(idx.max()) >= n:
-                    raise ValueError(f"subsampled_points[{name!r}] must lie in [0, {n}), got "
-                                     f"[{int(idx.min())}, {int(idx.max())}]")
+                check_range(idx, 0, self.num_points(name), f"subsampled_points[{name!r}]")
                 idx = idx.long() if device is None else idx.to(device=device, dtype=torch.long)
             checked[name] = idx
         if not checked:

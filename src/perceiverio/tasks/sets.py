@@ -10,17 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ..core.checks import check_features, check_mask
-from ..core.config import Activation, DecoderConfig, EncoderConfig, Masking, check_choice
-from ..core.decoder import PerceiverDecoder
-from ..core.encoder import PerceiverEncoder
-from .base import TaskModel
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
+from ..core.queries import InputQueries
+from .outputs import SetOutput
 
 
 @dataclass(frozen=True)
-class SetModelConfig:
+class SetModelConfig(PerceiverConfig):
     """Entity set encoder. ``decoder.num_query_channels`` must equal ``num_entity_channels`` (queries are the
     entities); ``decoder.num_output_channels`` adds a final Linear (default: outputs have the entity width)."""
 
@@ -29,12 +28,9 @@ class SetModelConfig:
                                            num_self_attention_heads=4, num_self_attends_per_block=3)
     decoder: DecoderConfig = field(
         default_factory=lambda: DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True))
-    activation: Activation = "gelu_tanh"
-    masking: Masking = "official"
 
     def __post_init__(self) -> None:
-        check_choice(self.activation, ("gelu_tanh", "gelu"), "activation")
-        check_choice(self.masking, ("official", "transformers"), "masking")
+        super().__post_init__()
         if self.decoder.num_query_channels != self.num_entity_channels:
             raise ValueError(f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal "
                              f"num_entity_channels ({self.num_entity_channels}): the queries are the entities")
@@ -57,27 +53,26 @@ class SetModelConfig:
         return cls(**{**fields, **overrides})
 
 
-@dataclass
-class SetOutput:
-    embeddings: torch.Tensor  # [B, M, out]; rows of padded entities are 0
+class SetModel(PerceiverIO):
+    """``forward(entities [B, M, C], mask [B, M])`` -> one embedding per entity (``mask``: True = real entity).
 
-
-class SetModel(TaskModel):
-    """``forward(entities [B, M, C], mask [B, M])`` -> one embedding per entity (``mask``: True = real entity)."""
+    entities → encoder → the entities again as queries → decoder → one output per entity (padded rows zeroed).
+    """
 
     def __init__(self, config: SetModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.encoder = PerceiverEncoder(config.encoder, config.num_entity_channels, config.activation, config.masking)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, config.activation,
-                                        config.masking)
+        super().__init__(
+            input_adapter=None,
+            encoder=build_encoder(config, config.num_entity_channels),
+            output_queries=InputQueries(),
+            decoder=build_decoder(config),
+            config=config,
+        )
 
     def forward(self, entities: torch.Tensor, mask: torch.Tensor | None = None,
                 chunk_size: int | None = None) -> SetOutput:
         x = check_features(entities, self.config.num_entity_channels, "entities")  # [B, M, C]
         mask = check_mask(mask, tuple(x.shape[:2]), "mask")
-        z = self.encoder(x, mask)  # [B, N, D]
-        out = self.decoder(x, z, mask, chunk_size)  # [B, M, out]
+        out = super().forward(x.to(self.encoder.latents.dtype), mask, query_mask=mask, chunk_size=chunk_size)
         if mask is not None:
-            out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
+            out = out.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, M, out]
         return SetOutput(embeddings=out)

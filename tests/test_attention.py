@@ -212,7 +212,7 @@ def test_invalid_head_split_and_masking_rejected():
 # ------------------------------------------------------------------- low precision on CPU: chunked GEMM attention
 @pytest.mark.parametrize("budget", [10**9, 40])  # one chunk; several chunks of queries
 def test_chunked_attention_equals_sdpa(budget):
-    from perceiverio.core.attention import chunked_attention
+    from perceiverio.core.cpu_attention import chunked_attention
 
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 3, 11, 8, generator=g), torch.randn(2, 3, 13, 8, generator=g)
@@ -253,10 +253,10 @@ def test_bfloat16_autocast_matches_float32(masking):
 
 
 def test_bfloat16_training_keeps_the_fused_kernel(monkeypatch):
-    import perceiverio.core.attention as attention
+    from perceiverio.core import cpu_attention
 
     calls = []
-    monkeypatch.setattr(attention, "chunked_attention", lambda *a, **k: calls.append(1) or torch.zeros(0))
+    monkeypatch.setattr(cpu_attention, "chunked_attention", lambda *a, **k: calls.append(1) or torch.zeros(0))
     attn = MultiHeadAttention(CQ, CKV, HEADS, QK, V, OUT)
     x_q, x_kv = torch.randn(B, 4, CQ), torch.randn(B, 6, CKV)
     with torch.autocast("cpu", dtype=torch.bfloat16):

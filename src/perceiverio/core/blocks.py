@@ -13,11 +13,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import MultiHeadAttention, _needs_grad
+from .attention import MultiHeadAttention
 from .config import Activation, Masking, check_choice
+from .cpu_attention import needs_grad
 
 LAYER_NORM_EPS = 1e-5
-KV_CHUNK_SIZE = 4096  # inference reads longer key/value arrays in chunks: O(chunk) memory, cache-sized working set
+KV_CHUNK_SIZE = 4096  # CPU inference reads longer key/value arrays in chunks: O(chunk) memory, cache-sized working set
 
 
 def checkpointed(owner: nn.Module, fn: Callable) -> Callable:
@@ -48,9 +49,9 @@ class CrossAttentionBlock(nn.Module):
     """Queries attend to a key/value array; the output has the query width.
 
     ``num_qk_channels`` defaults to the key/value width (official ``shape_for_attn='kv'``), ``num_v_channels`` to
-    qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output. Without gradients, key/value
-    arrays longer than ``kv_chunk_size`` are normalised, projected and attended chunk by chunk
-    (``MultiHeadAttention.forward_kv_chunks``).
+    qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output. On CPU without gradients,
+    key/value arrays longer than ``kv_chunk_size`` are normalised, projected and attended chunk by chunk
+    (``MultiHeadAttention.forward_kv_chunks``); other devices attend them in one fused pass.
     """
 
     def __init__(
@@ -76,7 +77,7 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
         self.dropout = nn.Dropout(dropout)
         self.use_query_residual = use_query_residual
-        self.kv_chunk_size: int | None = KV_CHUNK_SIZE  # None: always one pass
+        self.kv_chunk_size: int | None = KV_CHUNK_SIZE  # None: always one pass (as on every non-CPU device)
 
     def forward(
         self,
@@ -86,8 +87,8 @@ class CrossAttentionBlock(nn.Module):
         query_mask: torch.Tensor | None = None,  # [B, O]
     ) -> torch.Tensor:  # [B, O, Cq]
         chunk = self.kv_chunk_size
-        if (chunk and x_kv.shape[1] > chunk and not _needs_grad(x_q, x_kv, *self.parameters())
-                and (self.dropout.p == 0 or not self.training)):
+        if (chunk and x_kv.shape[1] > chunk and x_kv.device.type == "cpu"
+                and not needs_grad(x_q, x_kv, *self.parameters()) and (self.dropout.p == 0 or not self.training)):
             a = self.attention.forward_kv_chunks(self.q_norm(x_q), x_kv, self.kv_norm, chunk, key_mask, query_mask)
         else:
             a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))

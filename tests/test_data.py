@@ -10,13 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceiverio.io.flow import find_flow_pairs, middlebury_motorcycle, read_flo, write_flo
-from perceiverio.io.images import read_idx, write_idx
-from perceiverio.io.video import read_video
+from perceiverio.data import (FlowDataModule, ImageDataModule, SyntheticFlowDataset, TextClassificationDataModule,
+                              TextDataModule, VideoDataModule)
+from perceiverio.data.masking import word_spans
+from perceiverio.data.readers.flow import find_flow_pairs, middlebury_motorcycle, read_flo, write_flo
+from perceiverio.data.readers.image import read_idx, write_idx
+from perceiverio.data.readers.video import read_video
+from perceiverio.tasks.outputs import IGNORE_INDEX
 from perceiverio.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, ByteTokenizer
-from perceiverio.training.data import (FlowDataModule, ImageDataModule, SyntheticFlowDataset,
-                                       TextClassificationDataModule, TextDataModule, VideoDataModule)
-from perceiverio.training.masking import IGNORE_INDEX, word_spans
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

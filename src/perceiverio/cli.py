@@ -39,7 +39,7 @@ def _lightning(argv: list[str]) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from .training.callbacks import ExportCallback, ProgressLog
-    from .training.module import PerceiverTask
+    from .training.base import PerceiverTask
 
     class PerceiverCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:

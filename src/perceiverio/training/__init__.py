@@ -1,7 +1,9 @@
-"""Training: Lightning task modules, optimiser recipes, collators, callbacks.
+"""Training: the Lightning task modules (:mod:`.lightning_modules`, on the base :class:`PerceiverTask` of
+:mod:`.base`), optimiser recipes, callbacks, metrics and augmentation. The data modules live in
+:mod:`perceiverio.data`.
 
-Lightning is imported on first use of a Lightning-based name, so ``import perceiverio`` (inference, conversion)
-stays light: torch only.
+Lightning is imported on first use of a name, so ``import perceiverio`` (inference, conversion) stays light: torch
+only.
 """
 
 from __future__ import annotations
@@ -9,16 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .masking import ByteMaskingCollator, WholeWordMaskingCollator
-
 _LAZY = {
-    "ExportCallback": "callbacks", "ProgressLog": "callbacks", "OptimizerConfig": "module", "PerceiverTask": "module",
-    "ImageClassificationTask": "tasks", "MaskedLanguageModelTask": "tasks", "MultimodalAutoencodingTask": "tasks",
-    "MultitaskClassificationTask": "tasks", "OpticalFlowTask": "tasks", "SequenceClassificationTask": "tasks",
+    "ExportCallback": "callbacks", "ProgressLog": "callbacks", "OptimizerConfig": "base", "PerceiverTask": "base",
+    "ImageClassificationTask": "lightning_modules", "MaskedLanguageModelTask": "lightning_modules",
+    "MultimodalAutoencodingTask": "lightning_modules", "MultitaskClassificationTask": "lightning_modules",
+    "OpticalFlowTask": "lightning_modules", "SequenceClassificationTask": "lightning_modules",
     "StepInBackward": "optim",
 }
 
-__all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,8 @@ import math
 import torch
 from torchmetrics import Metric
 
-IGNORE_INDEX = -100
+from ..tasks.outputs import IGNORE_INDEX
+
 LN2 = math.log(2.0)
 
 

@@ -75,7 +75,7 @@ class StepInBackward:
 
     Not compatible with anything that needs every gradient before the update: gradient accumulation over several
     backward passes, clipping by global norm, loss scaling (fp16 ``GradScaler``) and data-parallel gradient
-    reduction (the hooks fire before the reduction). :class:`~perceiverio.training.module.PerceiverTask` refuses
+    reduction (the hooks fire before the reduction). :class:`~perceiverio.training.base.PerceiverTask` refuses
     those combinations. Works with gradient checkpointing (non-reentrant) and with weights shared between layers
     (a parameter's gradient is complete only after all its uses).
 

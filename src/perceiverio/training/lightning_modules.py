@@ -2,7 +2,7 @@
 
 Each module builds its task model from a config dataclass (default: the model's ``.tiny()`` preset, small enough for
 a CPU) and inherits the optimiser, schedule, ``gradient_checkpointing``, ``compile`` and ``export`` of
-:class:`~perceiverio.training.module.PerceiverTask`. Batches are dicts of tensors (see each class). Training logs
+:class:`~perceiverio.training.base.PerceiverTask`. Batches are dicts of tensors (see each class). Training logs
 ``train/loss`` every step; validation metrics are sums over the whole validation set (all batches, all processes)
 divided once (:class:`~perceiverio.training.metrics.RatioMetric`), logged at the end of each validation as
 ``val/...``.
@@ -23,9 +23,10 @@ from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, Mu
                               MultitaskClassifierConfig, SequenceClassifier, SequenceClassifierConfig,
                               labeled_positions)
 from ..tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
+from ..tasks.outputs import IGNORE_INDEX
 from .augment import ImageAugmentation
-from .metrics import IGNORE_INDEX, LN2, RatioMetric, classification_stats, epe_stats, psnr, token_stats
-from .module import OptimizerConfig, PerceiverTask, as_config
+from .base import OptimizerConfig, PerceiverTask, as_config
+from .metrics import LN2, RatioMetric, classification_stats, epe_stats, psnr, token_stats
 
 
 def _get(batch: Any, key: str, default: Any = None) -> Any:
@@ -70,7 +71,7 @@ class MaskedLanguageModelTask(_Task):
 
     Batch: ``{"input_ids" [B, L] long, "attention_mask" [B, L], "labels" [B, L] (-100 = not predicted)}`` (a
     :class:`~perceiverio.tokenizer.BatchEncoding` from
-    :class:`~perceiverio.training.masking.WholeWordMaskingCollator` works too). ``decode_labeled_only``: decode only
+    :class:`~perceiverio.data.masking.WholeWordMaskingCollator` works too). ``decode_labeled_only``: decode only
     the labelled positions in training (same loss, far cheaper); validation always does.
 
     Logs ``train/loss``; ``val/loss`` (cross-entropy in nats per labelled byte), ``val/masked_byte_acc`` and

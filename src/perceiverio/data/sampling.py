@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ...tokenizer import PAD_ID
-from ..masking import IGNORE_INDEX
+from ..tasks.outputs import IGNORE_INDEX
+from ..tokenizer import PAD_ID
 
 
 class EpochSampler(Sampler):

@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ...io.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
+from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
 from .sampling import DescribedDataset, EpochSampler, ListDataset, check_fraction, check_positive, loader
 
 NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video

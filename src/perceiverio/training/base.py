@@ -3,7 +3,7 @@
 :class:`PerceiverTask` holds a task model (``self.model``, a :class:`~perceiverio.tasks.base.TaskModel`) and gives it
 the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight decay,
 none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
-modules of :mod:`perceiverio.training.tasks` add the losses and metrics.
+modules of :mod:`perceiverio.training.lightning_modules` add the losses and metrics.
 
 Hyper-parameters are saved (``save_hyperparameters``) with the config dataclasses as tagged plain dicts (the
 ``config.json`` encoding of :mod:`perceiverio.io.checkpoint`), so a Lightning checkpoint loads with

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
+from ..tasks.outputs import IGNORE_INDEX
 from ..tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, BatchEncoding, ByteTokenizer
 
-IGNORE_INDEX = -100
 _WHITESPACE = {b + NUM_SPECIAL for b in b" \t\n\r\x0b\x0c"}
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...io.flow import (UNKNOWN_FLOW, find_flow_pairs, middlebury_motorcycle, read_flo, read_frame, resize_flow,
-                        resize_frames)
+from .readers.flow import (UNKNOWN_FLOW, find_flow_pairs, middlebury_motorcycle, read_flo, read_frame, resize_flow,
+                           resize_frames)
 from .sampling import ListDataset, check_positive, loader
 from .synthetic_flow import SyntheticFlowDataset
 
@@ -67,7 +67,7 @@ class FlowDataModule(L.LightningDataModule):
     """Optical-flow data.
 
     Training: ``path=None``: ``num_train`` procedural pairs with exact ground truth (see
-    :mod:`~perceiverio.training.data.synthetic_flow`; displacements ≤ ``max_displacement`` pixels); or ``path``, a
+    :mod:`~perceiverio.data.synthetic_flow`; displacements ≤ ``max_displacement`` pixels); or ``path``, a
     folder (searched recursively) of FlyingChairs-style pairs ``NAME-img0.ppm``/``-img1.ppm``/``-gt.flo`` or
     ``NAME_img1``/``_img2``/``_flow``, read on demand, centre-cropped to the aspect ratio of ``image_size`` and
     resized to it (flow vectors scaled by the resize factors).

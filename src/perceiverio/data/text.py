@@ -13,11 +13,12 @@ import lightning as L
 import numpy as np
 import torch
 
-from ...io.text import (check_columns, embedded_topics, find_split_file, load_hf_dataset, read_table, read_texts,
-                        text_files)
-from ...core.config import check_choice
-from ...tokenizer import NUM_SPECIAL, ByteTokenizer
-from ..masking import IGNORE_INDEX, MASKING_COLLATORS, WholeWordMaskingCollator
+from ..core.config import check_choice
+from ..tasks.outputs import IGNORE_INDEX
+from ..tokenizer import NUM_SPECIAL, ByteTokenizer
+from .masking import MASKING_COLLATORS, WholeWordMaskingCollator
+from .readers.text import (check_columns, embedded_topics, find_split_file, load_hf_dataset, read_table, read_texts,
+                           text_files)
 from .sampling import (DescribedDataset, EpochSampler, FixedLengthCollate, ListDataset, check_fraction,
                        check_positive, loader, pad_collate)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ...io.images import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
+from .readers.image import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
 from .sampling import check_fraction, check_positive, loader
 
 MAX_STAT_IMAGES = 4096  # images (a seeded subset of the training set) used for the normalisation statistics

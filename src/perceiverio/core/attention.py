@@ -125,7 +125,7 @@ class MultiHeadAttention(nn.Module):
     def _masks(
         self, key_mask: torch.Tensor | None, query_mask: torch.Tensor | None, dtype: torch.dtype
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(attention mask ``[B, 1, 1, M]`` or None, rows to zero ``[B, O]`` or ``[B, 1]`` or None), branch-free.
+        """(attention mask ``[B, 1, 1, M]`` or None, rows to zero ``[B, O]`` or ``[B, 1]`` or None); reads no values.
 
         official: masked keys are excluded; a row with no visible key (fully masked example, masked query) gets a
         zero weighted sum. Such examples attend to every key (the kernels would give NaN) and are zeroed after.

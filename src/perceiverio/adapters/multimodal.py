@@ -139,11 +139,12 @@ class MultimodalInputAdapter(nn.Module):
         if missing or unknown:
             raise ValueError(f"inputs must have exactly the modalities {self.names}: missing {missing}, "
                              f"unknown {unknown}")
-        sizes = {n: int(inputs[n].shape[0]) for n in self.names if isinstance(inputs[n], torch.Tensor)
-                 and inputs[n].dim() > 0}
-        if len(set(sizes.values())) > 1:
+        sizes = {n: inputs[n].shape[0] for n in self.names if isinstance(inputs[n], torch.Tensor)
+                 and inputs[n].dim() > 0}  # no int(): a symbolic batch size stays symbolic under torch.export
+        first = next(iter(sizes.values()), 0)
+        if any(size != first for size in sizes.values()):
             raise ValueError(f"all modalities need the same batch size, got {sizes}")
-        return next(iter(sizes.values()), 0)
+        return first
 
     def masking_active(self, apply_mask: bool | None = None) -> bool:
         return (self.training or self.apply_mask_in_eval) if apply_mask is None else bool(apply_mask)

@@ -33,3 +33,8 @@ class MultimodalLoss:
 @dataclass
 class SetOutput:
     embeddings: torch.Tensor  # [B, M, F]: one output per input element
+
+
+# pytree nodes, so that torch.export / torch.compile see through the outputs to their tensors
+for _output in (MaskedLMOutput, ClassifierOutput, MultimodalLoss, SetOutput):
+    torch.export.register_dataclass(_output, serialized_type_name=f"perceiverio.{_output.__name__}")

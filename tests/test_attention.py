@@ -293,7 +293,7 @@ def test_checkpointing_keeps_no_per_element_activations():
 
     m, c, o = 4096, 32, 4096
     torch.manual_seed(0)
-    model = PerceiverIO(PerceiverIOConfig(
+    model = PerceiverIO.from_config(PerceiverIOConfig(
         num_input_channels=c, num_output_queries=o,
         encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
                               num_self_attention_heads=2, num_self_attends_per_block=2),

@@ -45,6 +45,13 @@ class MLP(nn.Module):
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
 
+def _add_mlp(block: nn.Module, channels: int, widening_factor: int, activation: Activation, dropout: float) -> None:
+    """The second half every block shares: ``mlp_norm``, ``mlp`` and the attention output's ``dropout``."""
+    block.mlp_norm = nn.LayerNorm(channels, eps=LAYER_NORM_EPS)
+    block.mlp = MLP(channels, widening_factor, activation, dropout)
+    block.dropout = nn.Dropout(dropout)
+
+
 class CrossAttentionBlock(nn.Module):
     """Queries attend to a key/value array; the output has the query width.
 
@@ -73,9 +80,7 @@ class CrossAttentionBlock(nn.Module):
         self.q_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
         self.kv_norm = nn.LayerNorm(num_kv_channels, eps=LAYER_NORM_EPS)
         self.attention = MultiHeadAttention(num_q_channels, num_kv_channels, num_heads, qk, v, num_q_channels, masking)
-        self.mlp_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
-        self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
-        self.dropout = nn.Dropout(dropout)
+        _add_mlp(self, num_q_channels, widening_factor, activation, dropout)
         self.use_query_residual = use_query_residual
         self.kv_chunk_size: int | None = KV_CHUNK_SIZE  # None: always one pass (as on every non-CPU device)
 
@@ -117,9 +122,7 @@ class SelfAttentionBlock(nn.Module):
             raise ValueError(f"self-attention v channels ({v}) must equal the latent channels ({num_channels})")
         self.norm = nn.LayerNorm(num_channels, eps=LAYER_NORM_EPS)
         self.attention = MultiHeadAttention(num_channels, num_channels, num_heads, qk, v, v, masking)
-        self.mlp_norm = nn.LayerNorm(num_channels, eps=LAYER_NORM_EPS)
-        self.mlp = MLP(num_channels, widening_factor, activation, dropout)
-        self.dropout = nn.Dropout(dropout)
+        _add_mlp(self, num_channels, widening_factor, activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, D]
         h = self.norm(x)

@@ -28,17 +28,8 @@ class PerceiverDecoder(nn.Module):
         self.config = config
         e = config.num_query_channels
         self.cross_attention = CrossAttentionBlock(
-            num_q_channels=e,
-            num_kv_channels=num_latent_channels,
-            num_heads=config.num_heads,
-            num_qk_channels=config.qk_channels,
-            num_v_channels=config.v_channels,
-            widening_factor=config.widening_factor,
-            use_query_residual=config.use_query_residual,
-            dropout=config.dropout,
-            activation=activation,
-            masking=masking,
-        )
+            e, num_latent_channels, config.num_heads, config.qk_channels, config.v_channels, config.widening_factor,
+            config.use_query_residual, config.dropout, activation, masking)
         out = config.num_output_channels
         self.projection = nn.Linear(e, out) if out is not None else None
         self.masking = masking

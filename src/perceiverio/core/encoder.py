@@ -29,31 +29,16 @@ class PerceiverEncoder(nn.Module):
         self.num_input_channels = num_input_channels
         d = config.num_latent_channels
         self.latents = nn.Parameter(torch.empty(config.num_latents, d))  # [N, D]
+        shared = dict(num_qk_channels=config.qk_channels, num_v_channels=config.v_channels, dropout=config.dropout,
+                      activation=activation, masking=masking)  # the official code gives both attentions these
         self.cross_attention = CrossAttentionBlock(
-            num_q_channels=d,
-            num_kv_channels=num_input_channels,
-            num_heads=config.num_cross_attention_heads,
-            num_qk_channels=config.qk_channels,
-            num_v_channels=config.v_channels,
-            widening_factor=config.cross_attention_widening_factor,
-            use_query_residual=config.use_query_residual,
-            dropout=config.dropout,
-            activation=activation,
-            masking=masking,
-        )
-        self.self_attention = nn.ModuleList(
-            SelfAttentionBlock(
-                num_channels=d,
-                num_heads=config.num_self_attention_heads,
-                num_qk_channels=config.qk_channels,
-                num_v_channels=config.v_channels,
-                widening_factor=config.self_attention_widening_factor,
-                dropout=config.dropout,
-                activation=activation,
-                masking=masking,
-            )
-            for _ in range(config.num_self_attends_per_block)
-        )
+            d, num_input_channels, config.num_cross_attention_heads,
+            widening_factor=config.cross_attention_widening_factor, use_query_residual=config.use_query_residual,
+            **shared)
+        self.self_attention = nn.ModuleList(  # L distinct layers, applied num_blocks times
+            SelfAttentionBlock(d, config.num_self_attention_heads,
+                               widening_factor=config.self_attention_widening_factor, **shared)
+            for _ in range(config.num_self_attends_per_block))
         self.gradient_checkpointing = False
         self.reset_parameters()
 

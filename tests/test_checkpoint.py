@@ -9,7 +9,7 @@ from perceiverio import (ImageClassifier, ImageClassifierConfig, MaskedLanguageM
                          MultimodalAutoencoder, MultimodalAutoencoderConfig, MultitaskClassifier,
                          MultitaskClassifierConfig, OpticalFlow, OpticalFlowConfig, SequenceClassifier,
                          SequenceClassifierConfig, SetModel, SetModelConfig)
-from perceiverio.io.checkpoint import config_from_dict, config_to_dict
+from perceiverio.weights import config_from_dict, config_to_dict
 
 MODELS = [(MaskedLanguageModel, MaskedLanguageModelConfig), (SequenceClassifier, SequenceClassifierConfig),
           (MultitaskClassifier, MultitaskClassifierConfig), (ImageClassifier, ImageClassifierConfig),

@@ -9,7 +9,7 @@ import torch
 
 from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier
 from perceiverio.cli import fill_mask, main
-from perceiverio.io.haiku import to_haiku
+from perceiverio.weights import to_haiku
 
 
 def _one_line_exit(capsys, argv) -> str:

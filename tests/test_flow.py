@@ -12,7 +12,7 @@ import torch
 
 from perceiverio.adapters.image import extract_patches_3x3
 from perceiverio.core import DecoderConfig, EncoderConfig
-from perceiverio.io.haiku import to_haiku
+from perceiverio.weights import to_haiku
 from perceiverio.tasks.flow import (
     OpticalFlow,
     OpticalFlowConfig,

@@ -21,7 +21,7 @@ from perceiverio.core import (
     linear_positions,
     positions_from_indices,
 )
-from perceiverio.io.haiku import to_haiku
+from perceiverio.weights import to_haiku
 
 from conftest import GOLDEN, assert_close_rel
 

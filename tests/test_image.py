@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from perceiverio.adapters.image import ImageAdapterConfig
-from perceiverio.io.haiku import read_haiku, to_haiku
+from perceiverio.weights import read_haiku, to_haiku
 from perceiverio.tasks.image import ImageClassifier, ImageClassifierConfig
 
 from conftest import GOLDEN, assert_close_rel
@@ -229,7 +229,7 @@ def test_wrong_checkpoints_are_clear_errors():
     with pytest.raises(ValueError, match=r"missing keys.*batchnorm\.running_var"):
         ImageClassifier.from_transformers(state)
     with pytest.raises(ValueError, match="cannot tell which transformers image head"):
-        from perceiverio.io.transformers import load_from_transformers
+        from perceiverio.weights.image import load_named_head as load_from_transformers
 
         load_from_transformers(ImageClassifier, _hf("fourier"))  # the generic loader alone cannot tell the head
 

@@ -14,7 +14,7 @@ from perceiverio.adapters.image import ImageAdapterConfig
 from perceiverio.adapters.label import LabelAdapterConfig
 from perceiverio.adapters.multimodal import MultimodalInputAdapter
 from perceiverio.core.config import EncoderConfig
-from perceiverio.io.haiku import to_haiku
+from perceiverio.weights import to_haiku
 from perceiverio.tasks.multimodal import (MultimodalAutoencoder, MultimodalAutoencoderConfig,
                                           with_modality_names)
 
@@ -128,7 +128,7 @@ def test_kinetics_parameter_count_equals_transformers():
     assert ours.output_queries.num_query_channels == 1026
     assert {n: ours.num_points(n) for n in ours.modalities} == {"audio": 1920, "image": 16 * 224 * 224, "label": 1}
     # transformers' Kinetics config converts to ours (up to numerics and transformers' image_size choice)
-    from perceiverio.io.transformers_multimodal import config_from_hf
+    from perceiverio.weights.multimodal import config_from_hf
 
     kinetics, mine = MultimodalAutoencoderConfig.kinetics(), config_from_hf(cfg.to_dict())
     assert dataclasses.replace(mine, modalities=kinetics.modalities) == kinetics

@@ -15,7 +15,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from perceiverio import MaskedLanguageModel, SequenceClassifier  # noqa: E402
-from perceiverio.io.transformers import HF_CONFIG_DEFAULTS  # noqa: E402
+from perceiverio.weights.transformers import HF_CONFIG_DEFAULTS  # noqa: E402
 
 TOL = 1e-5
 L = 10  # input length (< max_position_embeddings: transformers decodes all positions, we decode L)

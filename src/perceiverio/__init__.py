@@ -18,7 +18,7 @@ from .tasks import (
     SetModel,
     SetModelConfig,
 )
-from .io import registry as _registry  # noqa: F401  (attaches the weight loaders)
+from .weights import registry as _registry  # noqa: F401  (installs the weight methods)
 from .tokenizer import BatchEncoding, ByteTokenizer
 from .data import ByteMaskingCollator, WholeWordMaskingCollator
 

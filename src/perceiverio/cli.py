@@ -130,7 +130,7 @@ def _hf_task(folder: Path) -> str:
 
 
 def _haiku_task(path: Path) -> str:
-    from .io.haiku import read_haiku
+    from .weights.haiku import read_haiku
 
     params, _ = read_haiku(path)
     modules = {k.split("/")[0] for k in params}
@@ -166,7 +166,7 @@ def _convert(argv: list[str]) -> None:
     try:
         config = None
         if args.config is not None:
-            from .io.checkpoint import config_from_dict
+            from .weights.checkpoint import config_from_dict
 
             config = config_from_dict(json.loads(args.config.read_text())["config"])
         if args.source_kind == "hf":

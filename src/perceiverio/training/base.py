@@ -6,7 +6,7 @@ none on biases and norms) with a per-step schedule (:func:`~perceiverio.training
 modules of :mod:`perceiverio.training.lightning_modules` add the losses and metrics.
 
 Hyper-parameters are saved (``save_hyperparameters``) with the config dataclasses as tagged plain dicts (the
-``config.json`` encoding of :mod:`perceiverio.io.checkpoint`), so a Lightning checkpoint loads with
+``config.json`` encoding of :mod:`perceiverio.weights.checkpoint`), so a Lightning checkpoint loads with
 ``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the module without arguments.
 """
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
-from ..io.checkpoint import config_from_dict, config_to_dict
+from ..weights.checkpoint import config_from_dict, config_to_dict
 from .optim import StepInBackward, build_optimizer, lr_factor
 
 OPTIMIZERS = ("lamb", "adamw")

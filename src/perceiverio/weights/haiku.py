@@ -1,7 +1,11 @@
-"""Load DeepMind's Haiku parameters (the official Perceiver IO release) into our models.
+"""Load DeepMind's Haiku parameters (the official Perceiver IO release) into our models: the generic part.
+
+This module reads params (:func:`read_haiku`), maps the official building blocks and runs the loading loop
+(:func:`load_from_haiku`, and its inverse :func:`export_haiku`); each task model's :class:`HaikuConverter` lives in
+the module of its task (``weights/language.py``, ``image.py``, ...) and is named in ``weights/registry.py``.
 
 Haiku names modules by creation order (see ``shared/golden/README.md``); the builders below map one official module
-to our submodule, taking a Haiku prefix and a torch prefix, so other task models can reuse them:
+to our submodule, taking a Haiku prefix and a torch prefix, so every task's converter reuses them:
 
 * ``Attention``: ``linear``/``linear_1``/``linear_2``/``linear_3`` -> ``q_proj``/``k_proj``/``v_proj``/``o_proj``.
 * ``MLP``: ``linear``/``linear_1`` -> ``fc1``/``fc2``.  LayerNorm ``scale``/``offset`` -> ``weight``/``bias``.
@@ -26,9 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .build import assign_weights, empty_model
 from .safe_pickle import load_pickle
 
-StateDict = dict[str, tuple[str, torch.Tensor]]  # torch name -> (Haiku key, tensor)
+Converted = dict[str, tuple[str, torch.Tensor]]  # torch name -> (Haiku key, tensor)
 
 ENCODER_PREFIXES = ("perceiver_encoder", "encoder")
 CLASSIFIER_DECODER_PREFIXES = ("classification_decoder/~/basic_decoder", "basic_decoder")
@@ -39,7 +44,7 @@ def read_haiku(source: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Te
     """Normalise a Haiku checkpoint to flat ``({"module/param": float32 tensor}, state)``.
 
     ``source``: nested ``{module: {param: array}}``, flat ``{"module/param": array}``, ``{"params": ..., "state":
-    ...}``, or a path to a ``.pickle``/``.pkl`` (read by :func:`~perceiverio.io.safe_pickle.load_pickle`) or ``.npz``
+    ...}``, or a path to a ``.pickle``/``.pkl`` (read by :func:`~perceiverio.weights.safe_pickle.load_pickle`) or ``.npz``
     (keys may carry a ``params/`` / ``state/`` prefix, as in our golden files; other prefixes are then ignored).
     """
     if isinstance(source, (str, os.PathLike)):
@@ -121,47 +126,47 @@ def _listing(keys: list[str], limit: int = 20) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def _n(base: str, i: int) -> str:
+def haiku_name(base: str, i: int) -> str:
     """Haiku's i-th module of a name: ``base``, ``base_1``, ``base_2``, ..."""
     return base if i == 0 else f"{base}_{i}"
 
 
 # ------------------------------------------------------------------------------------- module builders (reusable)
-def put(hp: HaikuParams, hk: str, pt: str, out: StateDict, transform: Callable | None = None) -> None:
+def put(hp: HaikuParams, hk: str, pt: str, out: Converted, transform: Callable | None = None) -> None:
     t = hp.get(hk)
     if t is not None:
         out[pt] = (hk, transform(t) if transform is not None else t)
 
 
-def linear(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def linear(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     put(hp, f"{hk}/w", f"{pt}.weight", out, lambda w: w.T.contiguous())
     put(hp, f"{hk}/b", f"{pt}.bias", out)
 
 
-def layer_norm(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def layer_norm(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     put(hp, f"{hk}/scale", f"{pt}.weight", out)
     put(hp, f"{hk}/offset", f"{pt}.bias", out)
 
 
-def attention(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def attention(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     for i, name in enumerate(("q_proj", "k_proj", "v_proj", "o_proj")):
-        linear(hp, f"{hk}/{_n('linear', i)}", f"{pt}.{name}", out)
+        linear(hp, f"{hk}/{haiku_name('linear', i)}", f"{pt}.{name}", out)
 
 
-def mlp(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def mlp(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     linear(hp, f"{hk}/linear", f"{pt}.fc1", out)
     linear(hp, f"{hk}/linear_1", f"{pt}.fc2", out)
 
 
-def cross_attention_block(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def cross_attention_block(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     """Official ``CrossAttention`` -> :class:`~perceiverio.core.blocks.CrossAttentionBlock`."""
     for i, name in enumerate(("q_norm", "kv_norm", "mlp_norm")):
-        layer_norm(hp, f"{hk}/{_n('layer_norm', i)}", f"{pt}.{name}", out)
+        layer_norm(hp, f"{hk}/{haiku_name('layer_norm', i)}", f"{pt}.{name}", out)
     attention(hp, f"{hk}/attention", f"{pt}.attention", out)
     mlp(hp, f"{hk}/mlp", f"{pt}.mlp", out)
 
 
-def self_attention_block(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> None:
+def self_attention_block(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
     """Official ``SelfAttention`` -> :class:`~perceiverio.core.blocks.SelfAttentionBlock`."""
     layer_norm(hp, f"{hk}/layer_norm", f"{pt}.norm", out)
     layer_norm(hp, f"{hk}/layer_norm_1", f"{pt}.mlp_norm", out)
@@ -169,15 +174,15 @@ def self_attention_block(hp: HaikuParams, hk: str, pt: str, out: StateDict) -> N
     mlp(hp, f"{hk}/mlp", f"{pt}.mlp", out)
 
 
-def encoder(hp: HaikuParams, hk: str, pt: str, out: StateDict, num_self_attends: int) -> None:
+def encoder(hp: HaikuParams, hk: str, pt: str, out: Converted, num_self_attends: int) -> None:
     """Official ``PerceiverEncoder`` -> :class:`~perceiverio.core.encoder.PerceiverEncoder`."""
     put(hp, f"{hk}/~/trainable_position_encoding/pos_embs", f"{pt}.latents", out)
     cross_attention_block(hp, f"{hk}/~/cross_attention", f"{pt}.cross_attention", out)
     for i in range(num_self_attends):
-        self_attention_block(hp, f"{hk}/~/{_n('self_attention', i)}", f"{pt}.self_attention.{i}", out)
+        self_attention_block(hp, f"{hk}/~/{haiku_name('self_attention', i)}", f"{pt}.self_attention.{i}", out)
 
 
-def basic_decoder(hp: HaikuParams, hk: str, pt: str, out: StateDict, final_project: bool,
+def basic_decoder(hp: HaikuParams, hk: str, pt: str, out: Converted, final_project: bool,
                   queries: str | None = None) -> None:
     """Official ``BasicDecoder`` -> :class:`~perceiverio.core.decoder.PerceiverDecoder` (+ its trainable queries
     into the :class:`~perceiverio.core.position.TrainablePositionEncoding` at torch path ``queries``)."""
@@ -194,7 +199,7 @@ def infer_encoder_config(hp: HaikuParams, enc: str, num_input_channels: int, def
     :class:`~perceiverio.core.config.EncoderConfig`), as no array reveals them."""
     n, d = hp.shape(f"{enc}/~/trainable_position_encoding/pos_embs")
     ca, sa = f"{enc}/~/cross_attention", f"{enc}/~/self_attention"
-    layers = next(i for i in range(len(hp.params) + 1) if not hp.has(f"{enc}/~/{_n('self_attention', i)}"))
+    layers = next(i for i in range(len(hp.params) + 1) if not hp.has(f"{enc}/~/{haiku_name('self_attention', i)}"))
     if layers == 0:
         raise ValueError(f"not a Perceiver IO Haiku checkpoint: no {sa}")
     seen = (hp.shape(f"{ca}/attention/linear/w")[1], hp.shape(f"{ca}/attention/linear_2/w")[1],
@@ -222,117 +227,45 @@ def infer_decoder_config(hp: HaikuParams, dec: str, defaults: Any) -> Any:
         v_channels=hp.shape(f"{ca}/attention/linear_2/w")[1], widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // e)
 
 
-# ------------------------------------------------------------------------------------------------- per-model rules
-def _infer_text(hp: HaikuParams, config_cls: type, dec_prefixes: tuple[str, ...]) -> tuple[dict, Any]:
-    default = config_cls()  # released heads: encoder 8/8; MLM decoder 8, no query residual
-    vocab, c = hp.shape("embed/embeddings")
-    fields = dict(vocab_size=vocab, max_seq_len=hp.shape("trainable_position_encoding/pos_embs")[0],
-                  num_input_channels=c, encoder=infer_encoder_config(hp, hp.prefix(ENCODER_PREFIXES), c,
-                                                                     default.encoder))
-    return fields, infer_decoder_config(hp, hp.prefix(dec_prefixes), default.decoder)
-
-
-def _infer_mlm(hp: HaikuParams, config_cls: type) -> Any:
-    fields, dec = _infer_text(hp, config_cls, ("basic_decoder",))
-    return config_cls(**fields, decoder=dec)
-
-
-def _infer_classifier(hp: HaikuParams, config_cls: type) -> Any:
-    fields, dec = _infer_text(hp, config_cls, CLASSIFIER_DECODER_PREFIXES)
-    if dec.num_output_channels is None:
-        raise ValueError("the classification decoder has no 'output' Linear")
-    return config_cls(**fields, num_classes=dec.num_output_channels,
-                      decoder=dataclasses.replace(dec, num_output_channels=None))
-
-
-def _convert_text(hp: HaikuParams, model: nn.Module, dec: str, queries: str) -> StateDict:
-    out: StateDict = {}
-    put(hp, "embed/embeddings", "input_adapter.token_embedding.weight", out)
-    put(hp, "trainable_position_encoding/pos_embs", "input_adapter.position_embedding.embeddings", out)
-    encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
-    basic_decoder(hp, dec, "decoder", out, model.decoder.projection is not None, queries=queries)
-    return out
-
-
-def _convert_mlm(hp: HaikuParams, model: nn.Module) -> StateDict:
-    out = _convert_text(hp, model, "basic_decoder", "output_queries")
-    put(hp, "embedding_decoder/bias", "output_adapter.bias", out)
-    return out
-
-
-def _convert_classifier(hp: HaikuParams, model: nn.Module) -> StateDict:
-    return _convert_text(hp, model, hp.prefix(CLASSIFIER_DECODER_PREFIXES), "output_queries")
-
-
-def _convert_perceiver(hp: HaikuParams, model: nn.Module) -> StateDict:
-    out: StateDict = {}
-    encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
-    basic_decoder(hp, "basic_decoder", "decoder", out, model.decoder.projection is not None,
-                  queries="output_queries")
-    return out
-
-
-Rule = tuple[type, "type | None", "Callable | None", Callable]
-_REGISTERED: list[Rule] = []
-# modules of this package that register more models when imported (e.g. haiku_image.py); absent ones are skipped
-EXTENSIONS = ("haiku_image", "haiku_flow", "haiku_multimodal", "haiku_sets")
-
-
-def register(model_cls: type, config_cls: type | None, infer: Callable | None, convert: Callable) -> None:
-    """Add a model: ``infer(hp, config_cls) -> config`` (None: a config is required) and
-    ``convert(hp, model) -> StateDict``; called at import time by the modules named in :data:`EXTENSIONS`."""
-    _REGISTERED.insert(0, (model_cls, config_cls, infer, convert))
-
-
-def _rules() -> list[Rule]:
-    """(model class, config class, config inference (None: config required), converter), most specific first."""
-    import importlib
-    import importlib.util
-
-    from ..core.perceiver import PerceiverIO
-    from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier,
-                                  SequenceClassifierConfig)
-
-    for name in EXTENSIONS:
-        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
-            importlib.import_module(f"{__package__}.{name}")
-    return [*_REGISTERED, (MaskedLanguageModel, MaskedLanguageModelConfig, _infer_mlm, _convert_mlm),
-            (SequenceClassifier, SequenceClassifierConfig, _infer_classifier, _convert_classifier),
-            (PerceiverIO, None, None, _convert_perceiver)]
-
-
-def _rule(cls: type) -> tuple[type, type | None, Callable | None, Callable]:
-    rule = next((r for r in _rules() if issubclass(cls, r[0])), None)
-    if rule is None:
-        raise ValueError(f"Haiku conversion does not support {cls.__name__}; supported: "
-                         f"{', '.join(r[0].__name__ for r in _rules())}")
-    return rule
-
-
 # ---------------------------------------------------------------------------------------------------- entry points
-def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any) -> nn.Module:
-    """Build ``cls`` from official Haiku params (see :meth:`perceiverio.tasks.base.TaskModel.from_haiku`).
+@dataclasses.dataclass(frozen=True)
+class HaikuConverter:
+    """How one model class loads from Haiku params.
+
+    ``convert(hp, model) -> Converted`` maps the Haiku arrays onto the (meta-device) ``model``'s parameter names;
+    ``infer(hp, config_class) -> config`` reads a config of ``config_class`` from the array shapes (None: the caller
+    must give a config, as for the plain :class:`~perceiverio.core.perceiver.PerceiverIO`).
+    """
+
+    convert: Callable[[HaikuParams, nn.Module], Converted]
+    config_class: type | None = None
+    infer: Callable[[HaikuParams, type], Any] | None = None
+
+
+def load_from_haiku(cls: type, source: Any, config: Any = None, *, converter: HaikuConverter,
+                    **overrides: Any) -> nn.Module:
+    """Build ``cls`` from official Haiku params with ``converter`` (what ``Model.from_haiku`` runs).
 
     Without ``config``, every size is inferred from the array shapes; head counts, ``num_blocks`` and query
     residuals (which no shape reveals) are the config class's defaults (the released models'). ``overrides``
     replace config fields. Every model parameter must come from exactly one Haiku array: missing or unexpected
-    Haiku keys and shape mismatches raise a ``ValueError`` naming them.
+    Haiku keys and shape mismatches raise a ``ValueError`` naming them. The model is built on the meta device and
+    takes the converted arrays without being initialised first.
     """
-    rule = _rule(cls)
     params, state = read_haiku(source)
     # Haiku state (BatchNorm EMAs) is offered to converters under a ``state/`` prefix; unread entries are unexpected
     hp = HaikuParams({**params, **{f"state/{k}": v for k, v in state.items()}})
     if config is None:
-        if rule[2] is None:
+        if converter.infer is None:
             raise ValueError(f"{cls.__name__}.from_haiku needs a config: head counts are not visible in the arrays")
-        config = rule[2](hp, rule[1])
+        config = converter.infer(hp, converter.config_class)
     if overrides:
         try:
             config = dataclasses.replace(config, **overrides)
         except TypeError as e:
             raise ValueError(f"invalid override for {type(config).__name__}: {e}") from e
-    model = cls.from_config(config)
-    mapped = rule[3](hp, model)
+    model = empty_model(cls, config)
+    mapped = converter.convert(hp, model)
     problems = []
     if hp.missing:
         problems.append(f"missing Haiku keys: {_listing(hp.missing)}")
@@ -348,8 +281,7 @@ def load_from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any
             problems.append(f"{hk} has shape {tuple(t.shape)}, but {name} needs {tuple(expected[name].shape)}")
     if problems:
         raise ValueError(f"cannot load Haiku params into {cls.__name__}: " + "; ".join(problems))
-    model.load_state_dict({name: t for name, (_, t) in mapped.items()}, strict=True)
-    return model.eval()
+    return assign_weights(model, {name: t for name, (_, t) in mapped.items()}).eval()
 
 
 class _KeyRecorder(HaikuParams):
@@ -365,14 +297,14 @@ class _KeyRecorder(HaikuParams):
         return True
 
 
-def to_haiku(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+def export_haiku(model: nn.Module, converter: HaikuConverter) -> dict[str, dict[str, np.ndarray]]:
     """The inverse of :func:`load_from_haiku`: ``model``'s weights as nested ``{module: {param: float32 array}}``
     in the official naming (Linear ``w`` as ``[in, out]``, Conv ``w`` as HWIO, BatchNorm arrays as ``[1, 1, 1, C]``).
     A model with Haiku state (BatchNorm statistics) gives ``{"params": ..., "state": ...}`` instead."""
     state = model.state_dict()
     out: dict[str, dict[str, np.ndarray]] = {}
     hk_state: dict[str, dict[str, np.ndarray]] = {}
-    for name, (hk, _) in _rule(type(model))[3](_KeyRecorder(), model).items():
+    for name, (hk, _) in converter.convert(_KeyRecorder(), model).items():
         t = state[name].detach().to("cpu", torch.float32)
         module, param = hk.rsplit("/", 1)
         if param == "w" and t.dim() in (2, 4):

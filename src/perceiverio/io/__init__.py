@@ -1,1 +1,0 @@
-"""Checkpoint conversion (transformers, Haiku) and data readers."""

@@ -2,7 +2,7 @@
 
     perceiverio fit [--config CONFIG.yaml] [--trainer.max_steps N] [--data.path P] ...   (LightningCLI)
     perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
-    perceiverio convert hf CHECKPOINT_FOLDER OUT_DIR [--official-masking]
+    perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
 
@@ -97,15 +97,6 @@ def _share_log_version(trainer) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ convert
-_HF_ARCHITECTURES = {
-    "PerceiverForMaskedLM": "MaskedLanguageModel",
-    "PerceiverForSequenceClassification": "SequenceClassifier",
-    "PerceiverForImageClassificationLearned": "ImageClassifier",
-    "PerceiverForImageClassificationFourier": "ImageClassifier",
-    "PerceiverForImageClassificationConvProcessing": "ImageClassifier",
-    "PerceiverForOpticalFlow": "OpticalFlow",
-    "PerceiverForMultimodalAutoencoding": "MultimodalAutoencoder",
-}
 _TASKS = {"mlm": "MaskedLanguageModel", "classifier": "SequenceClassifier", "image": "ImageClassifier",
           "flow": "OpticalFlow", "multimodal": "MultimodalAutoencoder"}
 
@@ -116,17 +107,17 @@ def _model_class(name: str):
     return getattr(perceiverio, name)
 
 
-def _hf_task(folder: Path) -> str:
-    config = folder / "config.json"
-    if not config.is_file():
-        raise SystemExit(f"perceiverio convert hf: {folder} has no config.json (expected a transformers "
-                         "checkpoint folder written by save_pretrained)")
-    archs = json.loads(config.read_text()).get("architectures") or []
-    known = [_HF_ARCHITECTURES[a] for a in archs if a in _HF_ARCHITECTURES]
-    if not known:
+def _hf_class(source: str | Path, revision: str | None):
+    """The model class of a transformers checkpoint (folder or Hub repository), from its config's architectures."""
+    from .weights.registry import model_class_for
+    from .weights.transformers import read_config
+
+    archs = read_config(source, revision).get("architectures") or []
+    cls = model_class_for(archs)
+    if cls is None:
         raise SystemExit(f"perceiverio convert hf: config.json names architectures {archs}; pass --task one of "
                          f"{sorted(_TASKS)}")
-    return known[0]
+    return cls
 
 
 def _haiku_task(path: Path) -> str:
@@ -144,26 +135,36 @@ def _haiku_task(path: Path) -> str:
 
 
 def _convert(argv: list[str]) -> None:
+    from .weights.hub import is_repo_id
+
     parser = argparse.ArgumentParser(prog="perceiverio convert",
                                      description="Convert transformers or Haiku weights to a perceiverio folder.")
-    parser.add_argument("source_kind", choices=["hf", "haiku"], help="hf: transformers folder; haiku: .pickle/.npz")
-    parser.add_argument("source", type=Path)
+    parser.add_argument("source_kind", choices=["hf", "haiku"],
+                        help="hf: a transformers folder or Hugging Face Hub repository id; haiku: .pickle/.npz")
+    parser.add_argument("source", help="hf: a folder or an org/name Hub repository id (fetched into the Hub cache); "
+                                       "haiku: a params file")
     parser.add_argument("output", type=Path, help="folder to write model.safetensors + config.json into")
     parser.add_argument("--task", choices=sorted(_TASKS), help="model kind (default: inferred)")
     parser.add_argument("--config", type=Path,
                         help="a perceiverio config.json whose model config to use (e.g. head counts, which Haiku "
                              "arrays do not reveal; default: inferred with the released models' head counts)")
+    parser.add_argument("--revision", help="hf from the Hub only: branch, tag or commit (default: main)")
     parser.add_argument("--official-masking", action="store_true",
                         help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly")
     args = parser.parse_args(argv)
-    if not args.source.exists():
+    from_hub = args.source_kind == "hf" and is_repo_id(args.source)
+    if not from_hub and not Path(args.source).exists():
         raise SystemExit(f"perceiverio convert: {args.source} does not exist")
-    if args.task:
-        name = _TASKS[args.task]
-    else:
-        name = _hf_task(args.source) if args.source_kind == "hf" else _haiku_task(args.source)
-    cls = _model_class(name)
+    if args.revision is not None and not from_hub:
+        raise SystemExit("perceiverio convert: --revision applies to a Hugging Face Hub repository id")
+    source = args.source if from_hub else Path(args.source)
     try:
+        if args.task:
+            cls = _model_class(_TASKS[args.task])
+        elif args.source_kind == "hf":
+            cls = _hf_class(source, args.revision)
+        else:
+            cls = _model_class(_haiku_task(source))
         config = None
         if args.config is not None:
             from .weights.checkpoint import config_from_dict
@@ -171,13 +172,13 @@ def _convert(argv: list[str]) -> None:
             config = config_from_dict(json.loads(args.config.read_text())["config"])
         if args.source_kind == "hf":
             overrides = {"masking": "official"} if args.official_masking else {}
-            model = cls.from_transformers(args.source, config=config, **overrides)
+            model = cls.from_transformers(source, config=config, revision=args.revision, **overrides)
         else:
-            model = cls.from_haiku(args.source, config=config)
+            model = cls.from_haiku(source, config=config)
     except (ValueError, KeyError, OSError) as e:
         raise SystemExit(f"perceiverio convert: {e}") from None
     model.save_pretrained(args.output)
-    print(f"wrote {name} ({model.num_parameters():,} parameters) to {args.output}")
+    print(f"wrote {cls.__name__} ({model.num_parameters():,} parameters) to {args.output}")
 
 
 # ------------------------------------------------------------------------------------------------ fill-mask

@@ -15,7 +15,6 @@ from perceiverio import (
     MaskedLanguageModel,
     MaskedLanguageModelConfig,
     MultitaskClassifier,
-    MultitaskClassifierConfig,
     PerceiverIO,
     PerceiverIOConfig,
     SequenceClassifier,
@@ -156,7 +155,7 @@ def test_bad_sources(tmp_path):
         MaskedLanguageModel.from_haiku({"foo": {"w": np.zeros(2)}})
     with pytest.raises(ValueError, match="needs a config"):
         PerceiverIO.from_haiku({"foo": {"w": np.zeros(2)}}, None)
-    assert not hasattr(MultitaskClassifier, "from_haiku")  # no converter: no method (see tests/weights/test_registry.py)
+    assert not hasattr(MultitaskClassifier, "from_haiku")  # no converter, no method (tests/weights/test_registry.py)
     with pytest.raises(AttributeError, match="MultitaskClassifier has no from_haiku"):
         MultitaskClassifier.from_haiku({})
 

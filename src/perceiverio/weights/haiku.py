@@ -44,8 +44,9 @@ def read_haiku(source: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Te
     """Normalise a Haiku checkpoint to flat ``({"module/param": float32 tensor}, state)``.
 
     ``source``: nested ``{module: {param: array}}``, flat ``{"module/param": array}``, ``{"params": ..., "state":
-    ...}``, or a path to a ``.pickle``/``.pkl`` (read by :func:`~perceiverio.weights.safe_pickle.load_pickle`) or ``.npz``
-    (keys may carry a ``params/`` / ``state/`` prefix, as in our golden files; other prefixes are then ignored).
+    ...}``, or a path to a ``.pickle``/``.pkl`` (read by :func:`~perceiverio.weights.safe_pickle.load_pickle`) or
+    ``.npz`` (keys may carry a ``params/`` / ``state/`` prefix, as in our golden files; other prefixes are then
+    ignored).
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)

@@ -63,7 +63,6 @@ def _fetch(repo_id: str, filename: str, revision: str | None, token: str | bool 
     from huggingface_hub.utils import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                        RevisionNotFoundError)
 
-    at = f" at revision {revision!r}" if revision else ""
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir(),
                                     local_files_only=offline(), token=token))
@@ -82,9 +81,9 @@ def download_checkpoint(repo_id: str, revision: str | None = None, weights: tupl
                         check_config: Callable[[Mapping[str, Any]], None] | None = None,
                         token: str | bool | None = None) -> Path:
     """The local folder (a snapshot in the Hub cache) holding ``config.json`` and the first of ``weights`` that the
-    repository has (a safetensors index brings its shards; no ``weights``: the config only). ``check_config(config)`` may refuse the config (raise
-    ValueError) before any weights are fetched. Raises OSError when the repository, revision or files cannot be had
-    (offline and not cached, no connection, no such repository)."""
+    repository has (a safetensors index brings its shards; no ``weights``: the config only). ``check_config(config)``
+    may refuse the config (raise ValueError) before any weights are fetched. Raises OSError when the repository,
+    revision or files cannot be had (offline and not cached, no connection, no such repository)."""
     config_path = _fetch(repo_id, CONFIG, revision, token)
     where = f"{repo_id}" + (f" (revision {revision!r})" if revision else "")
     if config_path is None:

@@ -313,7 +313,8 @@ class TransformersHead:
         ours = model.state_dict()
         key_map = self.key_map(config)
         if set(key_map) != set(ours):  # every parameter of ours must come from the checkpoint
-            raise RuntimeError(f"internal: key mapping does not cover the model: {sorted(set(key_map) ^ set(ours))[:6]}")
+            raise RuntimeError("internal: key mapping does not cover the model: "
+                               f"{sorted(set(key_map) ^ set(ours))[:6]}")
         self.check_keys(key_map.values(), state, hf)
         bad = [f"{src} {tuple(state[src].shape)} -> {dst} {tuple(ours[dst].shape)}" for dst, src in key_map.items()
                if tuple(state[src].shape) != tuple(ours[dst].shape)]

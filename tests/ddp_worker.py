@@ -53,7 +53,7 @@ def main(out_dir: str) -> None:
 
     L.seed_everything(0, verbose=False)
     module = MaskedLanguageModelTask(MaskedLanguageModelConfig.tiny(max_seq_len=32),
-                                     OptimizerConfig(lr=3e-3, schedule="constant"))
+                                     optimizer=OptimizerConfig(lr=3e-3, schedule="constant"))
     record = RecordBatches()
     trainer = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", max_steps=3, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -136,3 +136,29 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     assert any(ln.startswith("validation at step 4:") and "val/masked_byte_acc" in ln for ln in lines)
     assert (tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "runs" / "mlm" / "version_0" / "metrics.csv").is_file()
+
+
+def _print_config(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", *args, "--print_config"])
+    assert e.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+def test_model_options_are_one_level_below_model(capsys):
+    """``--model.encoder.num_latents``, not ``--model.init_args.model.encoder...``: the task module takes its model
+    config's fields directly, and --print_config shows them there."""
+    import yaml
+
+    config = yaml.safe_load(_print_config(capsys, "--model.encoder.num_latents", "48", "--model.max_seq_len", "96",
+                                          "--model.optimizer.lr", "3e-4", "--data.masking", "whole_word"))
+    model = config["model"]["init_args"]
+    assert config["model"]["class_path"].endswith("MaskedLanguageModelTask") and "model" not in model
+    assert model["encoder"]["num_latents"] == 48 and model["max_seq_len"] == 96
+    assert model["routing_init"] == "local" and model["encoder"]["num_latent_channels"] == 192  # from configs/mlm.yaml
+    assert model["optimizer"]["lr"] == pytest.approx(3e-4)
+    assert config["data"]["init_args"]["masking"] == "whole_word"
+    message = _one_line_exit(capsys, ["fit", "--model.model.encoder.num_latents", "8"])  # the old spelling
+    assert "is now --model.encoder.num_latents" in message
+    assert "num_latentz" in _one_line_exit(capsys, ["fit", "--model.encoder.num_latentz", "8"])
+    assert "max_seq_len" in _one_line_exit(capsys, ["fit", "--model.max_seq_len", "many"])

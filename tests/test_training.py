@@ -324,7 +324,7 @@ def test_tasks_build_from_yaml():
     for cls in classes:
         parser = ArgumentParser(exit_on_error=False)
         parser.add_class_arguments(cls, "task")
-        yaml = "task:\n  optimizer:\n    name: adamw\n    lr: 0.002\n  model:\n    encoder:\n      num_latents: 8\n"
+        yaml = "task:\n  optimizer:\n    name: adamw\n    lr: 0.002\n  encoder:\n    num_latents: 8\n"
         if cls is MultimodalAutoencodingTask:
             yaml += "  train_points: {image: 64, audio: 4}\n"
         if cls is ImageClassificationTask:

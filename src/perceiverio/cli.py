@@ -69,6 +69,11 @@ def _lightning(argv: list[str]) -> None:
             parser_kwargs={"exit_on_error": False},
         )
     except ArgumentError as e:  # a config typo, a wrong type: one line, no usage dump
+        old = next((a for a in argv if a.startswith(("--model.model.", "--model.init_args.model."))), None)
+        if old is not None:  # the spelling before the task modules took their model config's fields directly
+            new = "--model." + old.split(".model.", 1)[1]
+            raise SystemExit(f"perceiverio {argv[0]}: {old.split('=')[0]} is now {new.split('=')[0]} (the model "
+                             "config's fields are options of the task module)") from None
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)} (see --help or --print_config)") from None
     except (ValueError, FileNotFoundError) as e:  # a missing data path, bad data, an invalid model config
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)}") from None
@@ -77,11 +82,20 @@ def _lightning(argv: list[str]) -> None:
 
 
 def _first_line(error: BaseException) -> str:
-    """The informative line of an error; jsonargparse wraps a class's own error in a list of union attempts."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    causes = [line[2:] for line in lines if line.startswith("- ")
-              and not line[2:].startswith(("Expected a ", "Given value", "Does not validate"))]
-    return (causes or lines or [type(error).__name__])[0]
+    """The informative line of an error; jsonargparse wraps a class's own error in a list of union attempts, whose
+    first line ("Problem with given class_path ...:") is continued by the more indented lines below it."""
+    lines = [line.rstrip() for line in str(error).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if not text.startswith("- ") or text[2:].startswith(("Expected a ", "Given value", "Does not validate")):
+            continue
+        cause, indent = text[2:], len(line) - len(line.lstrip())
+        for detail in lines[i + 1:]:
+            if not cause.endswith(":") or len(detail) - len(detail.lstrip()) <= indent:
+                break
+            cause += " " + detail.strip()
+        return cause
+    return lines[0].strip() if lines else type(error).__name__
 
 
 def _share_log_version(trainer) -> None:

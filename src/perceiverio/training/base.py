@@ -1,25 +1,37 @@
-"""The Lightning base module of every task: optimiser recipe, schedule, switches and export.
+"""The Lightning base module of every task: flat model options, optimiser recipe, schedule, switches and export.
 
-:class:`PerceiverTask` holds a task model (``self.model``, a :class:`~perceiverio.tasks.base.TaskModel`) and gives it
-the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight decay,
-none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
+:class:`PerceiverTask` holds a task model (``self.model``, e.g. a :class:`~perceiverio.MaskedLanguageModel`) and
+gives it the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight
+decay, none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
 modules of :mod:`perceiverio.training.lightning_modules` add the losses and metrics.
 
-Hyper-parameters are saved (``save_hyperparameters``) with the config dataclasses as tagged plain dicts (the
+**Flat options.** A task module takes the fields of its model's config dataclass directly, next to its training
+options: ``MaskedLanguageModelTask(max_seq_len=128, encoder=EncoderConfig(...), optimizer=...)``, in YAML
+``model: {class_path: ..., init_args: {max_seq_len: 128, encoder: {num_latents: 64}, optimizer: {lr: 1e-3}}}`` and
+on the command line ``--model.encoder.num_latents 64``. Fields not given keep the values of the class's
+``default_config()`` (the model's small ``tiny()`` preset); a whole config may be passed as the first argument
+instead (``MaskedLanguageModelTask(MaskedLanguageModelConfig.language_perceiver())``), fields given beside it
+replacing its values. The signature that LightningCLI/jsonargparse read lists every config field with its default
+(:func:`flat_signature`), so ``--print_config`` and ``--help`` show them.
+
+Hyper-parameters (``self.hparams``) are those flat arguments, with dataclasses as tagged plain dicts (the
 ``config.json`` encoding of :mod:`perceiverio.weights.checkpoint`), so a Lightning checkpoint loads with
 ``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the module without arguments.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import inspect
 import math
 import os
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -89,8 +101,27 @@ def as_config(value: Any, cls: type, name: str) -> Any:
     raise TypeError(f"{name} must be a {cls.__name__} (or its tagged dict from a checkpoint), got {value!r}")
 
 
+def flat_signature(init: Callable, config_class: type, default: Any) -> inspect.Signature:
+    """The signature LightningCLI/jsonargparse (and ``inspect``) see for a task module's ``__init__(self,
+    config=None, *, <options>, **fields)``: one keyword parameter per field of ``config_class`` (its type; default:
+    its value in ``default``), then the options; ``config`` and ``**fields`` are left out."""
+    own = inspect.signature(init)
+    params = list(own.parameters.values())
+    options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[1:]
+               if p.name != "config" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    hints = typing.get_type_hints(config_class)
+    clash = sorted({f.name for f in dataclasses.fields(config_class)} & {p.name for p in options})
+    if clash:
+        raise TypeError(f"options {clash} of {init.__qualname__} have the names of {config_class.__name__} fields")
+    fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(default, f.name),
+                                annotation=hints.get(f.name, Any))
+              for f in dataclasses.fields(config_class) if f.init]
+    return own.replace(parameters=[params[0], *fields, *options])
+
+
 class PerceiverTask(L.LightningModule):
-    """Base of the task modules: ``self.model`` (built by the subclass) + optimiser, schedule and switches.
+    """Base of the task modules: ``self.model`` (built by the subclass from flat config fields) + optimiser,
+    schedule and switches.
 
     Args:
         optimizer: :class:`OptimizerConfig` (LAMB, warm-up then cosine by default).
@@ -104,23 +135,59 @@ class PerceiverTask(L.LightningModule):
             input checks read tensor values (graph breaks) and MLM's ``decode_labeled_only`` has data-dependent
             shapes (recompiles), so expect partial graphs.
 
-    Subclasses call ``super().__init__(optimizer, gradient_checkpointing, compile)``, then :meth:`_setup_model`
-    with their task model.
+    A subclass sets ``config_class`` (its model's config dataclass) and ``default_config`` (a callable returning the
+    default config, e.g. ``MaskedLanguageModelConfig.tiny``), takes ``(self, config=None, *, <its options>,
+    optimizer, gradient_checkpointing, compile, **fields)``, calls ``super().__init__(config, fields, optimizer=...,
+    gradient_checkpointing=..., compile=..., <its options>)`` and then :meth:`_setup_model` with a model built from
+    ``self.model_config``. Its ``__init__`` gets the flat signature of :func:`flat_signature` at class creation.
     """
 
-    def __init__(self, optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False) -> None:  # noqa: A002 (the switch is named like the torch function)
+    config_class: ClassVar[type | None] = None
+    default_config: ClassVar[Callable[[], Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.config_class is not None and "__init__" in vars(cls):
+            cls.__init__.__signature__ = flat_signature(cls.__init__, cls.config_class, cls.default_config())
+
+    def __init__(self, config: Any = None, fields: Mapping[str, Any] | None = None, *,
+                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
+                 compile: bool = False, **options: Any) -> None:  # noqa: A002 (named like torch.compile)
         super().__init__()
+        self.model_config = self._model_config(config, dict(fields or {}))
         self.optimizer_config = as_config(optimizer, OptimizerConfig, "optimizer")
         self.gradient_checkpointing = bool(gradient_checkpointing)
         self.compile_model = bool(compile)
         self._compiled = None  # set lazily; not a registered submodule (no duplicate weights in state_dict)
         self._step_in_backward: StepInBackward | None = None  # hooks while fitting with step_in_backward
-        self.save_hyperparameters()
-        for hparams in (self._hparams, self._hparams_initial):  # dataclasses -> tagged dicts (weights_only-safe)
-            for key, value in list(hparams.items()):
-                if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                    hparams[key] = config_to_dict(value)
+        hparams = {f.name: getattr(self.model_config, f.name) for f in dataclasses.fields(self.model_config)
+                   if f.init} if self.model_config is not None else {}
+        hparams.update(options, optimizer=self.optimizer_config, gradient_checkpointing=self.gradient_checkpointing,
+                       compile=self.compile_model)
+        self._store_hparams({k: config_to_dict(v) for k, v in hparams.items()})
+
+    def _model_config(self, config: Any, fields: dict[str, Any]) -> Any:
+        """The model config: ``config`` (default: ``default_config()``) with ``fields`` replaced. Values may be the
+        tagged dicts of a checkpoint's hyper-parameters."""
+        cls = type(self).config_class
+        if cls is None:
+            if config is not None or fields:
+                raise TypeError(f"{type(self).__name__} has no config_class to build a model config from")
+            return None
+        config = type(self).default_config() if config is None else as_config(config, cls, "config")
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls) if f.init})
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}: neither its options nor "
+                            f"fields of {cls.__name__}")
+        return dataclasses.replace(config, **{k: config_from_dict(v) for k, v in fields.items()}) if fields else config
+
+    def _store_hparams(self, hparams: dict[str, Any]) -> None:
+        """Set ``self.hparams`` (saved in checkpoints, logged) as Lightning's ``save_hyperparameters`` does. That
+        method cannot be used here: it reads the arguments back from the callers' frames by the names of their
+        ``__init__`` signatures, and the flat config fields of the generated signature are not local variables."""
+        self._set_hparams(hparams)
+        self._hparams_initial = copy.deepcopy(self._hparams)
+        self._hparams_name = "kwargs"
 
     def _setup_model(self, model: nn.Module) -> None:
         self.model = model

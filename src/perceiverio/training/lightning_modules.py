@@ -1,7 +1,9 @@
 """Lightning modules of the tasks: losses of the paper, dataset-level metrics, augmentation.
 
-Each module builds its task model from a config dataclass (default: the model's ``.tiny()`` preset, small enough for
-a CPU) and inherits the optimiser, schedule, ``gradient_checkpointing``, ``compile`` and ``export`` of
+Each module takes the fields of its model's config dataclass as flat arguments (``MaskedLanguageModelTask(max_seq_len=
+128, encoder=...)``; in YAML ``init_args: {max_seq_len: 128, ...}``, on the command line ``--model.max_seq_len 128``),
+or a whole config as its first argument; unset fields keep the model's ``.tiny()`` preset, small enough for a CPU.
+It inherits the optimiser, schedule, ``gradient_checkpointing``, ``compile`` and ``export`` of
 :class:`~perceiverio.training.base.PerceiverTask`. Batches are dicts of tensors (see each class). Training logs
 ``train/loss`` every step; validation metrics are sums over the whole validation set (all batches, all processes)
 divided once (:class:`~perceiverio.training.metrics.RatioMetric`), logged at the end of each validation as
@@ -10,7 +12,6 @@ divided once (:class:`~perceiverio.training.metrics.RatioMetric`), logged at the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, Mu
 from ..tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from ..tasks.outputs import IGNORE_INDEX
 from .augment import ImageAugmentation
-from .base import OptimizerConfig, PerceiverTask, as_config
+from .base import OptimizerConfig, PerceiverTask
 from .metrics import LN2, RatioMetric, classification_stats, epe_stats, psnr, token_stats
 
 
@@ -79,11 +80,14 @@ class MaskedLanguageModelTask(_Task):
     ``val/unigram_acc``, the accuracy of always predicting the most frequent masked byte (the baseline to beat).
     """
 
-    def __init__(self, model: MaskedLanguageModelConfig = MaskedLanguageModelConfig.tiny(),
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, decode_labeled_only: bool = True) -> None:  # noqa: A002
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        self._setup_model(MaskedLanguageModel(as_config(model, MaskedLanguageModelConfig, "model")))
+    config_class, default_config = MaskedLanguageModelConfig, MaskedLanguageModelConfig.tiny
+
+    def __init__(self, config: MaskedLanguageModelConfig | None = None, *, decode_labeled_only: bool = True,
+                 optimizer: OptimizerConfig = OptimizerConfig(),
+                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile, decode_labeled_only=decode_labeled_only)
+        self._setup_model(MaskedLanguageModel(self.model_config))
         self.decode_labeled_only = decode_labeled_only
         self.val_nats, self.val_correct = RatioMetric(), RatioMetric()
         self._byte_counts: torch.Tensor | None = None
@@ -127,11 +131,14 @@ class SequenceClassificationTask(_Task):
     ``val/acc`` (classifiers only).
     """
 
-    def __init__(self, model: SequenceClassifierConfig = SequenceClassifierConfig.tiny(),
+    config_class, default_config = SequenceClassifierConfig, SequenceClassifierConfig.tiny
+
+    def __init__(self, config: SequenceClassifierConfig | None = None, *,
                  optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False) -> None:  # noqa: A002
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        self._setup_model(SequenceClassifier(as_config(model, SequenceClassifierConfig, "model")))
+                 compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile)
+        self._setup_model(SequenceClassifier(self.model_config))
         self.val_loss, self.val_acc = RatioMetric(), RatioMetric()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -162,11 +169,14 @@ class MultitaskClassificationTask(_Task):
     ``val/acc`` (their mean) and ``val/loss`` (mean over tasks of each task's mean loss; MSE for regression tasks).
     """
 
-    def __init__(self, model: MultitaskClassifierConfig = MultitaskClassifierConfig.tiny(),
+    config_class, default_config = MultitaskClassifierConfig, MultitaskClassifierConfig.tiny
+
+    def __init__(self, config: MultitaskClassifierConfig | None = None, *,
                  optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False) -> None:  # noqa: A002
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        config = as_config(model, MultitaskClassifierConfig, "model")
+                 compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile)
+        config = self.model_config
         self._setup_model(MultitaskClassifier(config))
         self.tasks = dict(config.tasks)
         # lists in task order (task names need not be valid module names)
@@ -216,20 +226,22 @@ class ImageClassificationTask(_Task):
     Batch: ``{"images" [B, C, H, W] float, "labels" [B] long}``. Training batches (only) are augmented on the
     device with kornia (:class:`~perceiverio.training.augment.ImageAugmentation`): RandAugment (images must then be
     in [0, 1]; magnitude on the paper's 0–10 scale), MixUp (first half of the batch) and CutMix (second half) into
-    class probabilities. ``label_smoothing`` (> 0) overrides the model config's and applies to the training loss.
+    class probabilities. ``label_smoothing`` (a field of the model config) applies to the training loss.
 
     Logs ``train/loss``; ``val/loss`` (plain cross-entropy, no smoothing) and ``val/acc``.
     """
 
-    def __init__(self, model: ImageClassifierConfig = ImageClassifierConfig.tiny(),
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, label_smoothing: float = 0.0, randaugment: bool = False,  # noqa: A002
+    config_class, default_config = ImageClassifierConfig, ImageClassifierConfig.tiny
+
+    def __init__(self, config: ImageClassifierConfig | None = None, *, randaugment: bool = False,
                  randaugment_ops: int = 4, randaugment_magnitude: int = 5, mixup_alpha: float = 0.0,
-                 cutmix_alpha: float = 0.0) -> None:
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        config = as_config(model, ImageClassifierConfig, "model")
-        if label_smoothing:
-            config = dataclasses.replace(config, label_smoothing=label_smoothing)
+                 cutmix_alpha: float = 0.0, optimizer: OptimizerConfig = OptimizerConfig(),
+                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile, randaugment=randaugment, randaugment_ops=randaugment_ops,
+                         randaugment_magnitude=randaugment_magnitude, mixup_alpha=mixup_alpha,
+                         cutmix_alpha=cutmix_alpha)
+        config = self.model_config
         self._setup_model(ImageClassifier(config))
         self.augment = ImageAugmentation(config.num_classes, randaugment, randaugment_ops, randaugment_magnitude,
                                          mixup_alpha, cutmix_alpha)
@@ -261,11 +273,13 @@ class OpticalFlowTask(_Task):
     (= ``train/epe``) and ``val/epe`` (averaged over every valid pixel of the validation set).
     """
 
-    def __init__(self, model: OpticalFlowConfig = OpticalFlowConfig.tiny(),
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False) -> None:  # noqa: A002
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        self._setup_model(OpticalFlow(as_config(model, OpticalFlowConfig, "model")))
+    config_class, default_config = OpticalFlowConfig, OpticalFlowConfig.tiny
+
+    def __init__(self, config: OpticalFlowConfig | None = None, *, optimizer: OptimizerConfig = OptimizerConfig(),
+                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile)
+        self._setup_model(OpticalFlow(self.model_config))
         self.val_epe = RatioMetric()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -303,12 +317,15 @@ class MultimodalAutoencodingTask(_Task):
     ``val/acc_<name>`` for label modalities.
     """
 
-    def __init__(self, model: MultimodalAutoencoderConfig = MultimodalAutoencoderConfig.tiny(),
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, train_points: dict[str, int] = {"image": 512, "audio": 512},  # noqa: A002,B006
-                 seed: int = 0) -> None:
-        super().__init__(optimizer, gradient_checkpointing, compile)
-        config = as_config(model, MultimodalAutoencoderConfig, "model")
+    config_class, default_config = MultimodalAutoencoderConfig, MultimodalAutoencoderConfig.tiny
+
+    def __init__(self, config: MultimodalAutoencoderConfig | None = None, *,
+                 train_points: dict[str, int] = {"image": 512, "audio": 512}, seed: int = 0,  # noqa: B006
+                 optimizer: OptimizerConfig = OptimizerConfig(),
+                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
+        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                         compile=compile, train_points=dict(train_points), seed=seed)
+        config = self.model_config
         self._setup_model(MultimodalAutoencoder(config))
         unknown = sorted(set(train_points) - set(self.model.modalities))
         if unknown or any(int(n) <= 0 for n in train_points.values()):

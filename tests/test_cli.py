@@ -145,6 +145,15 @@ def _print_config(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
+def test_print_config_defaults_to_the_best_accelerator(capsys):
+    import yaml
+
+    config = yaml.safe_load(_print_config(capsys))
+    assert config["trainer"]["accelerator"] == "auto" and config["trainer"]["devices"] == "auto"
+    config = yaml.safe_load(_print_config(capsys, "--trainer.accelerator", "cpu"))
+    assert config["trainer"]["accelerator"] == "cpu"
+
+
 def test_model_options_are_one_level_below_model(capsys):
     """``--model.encoder.num_latents``, not ``--model.init_args.model.encoder...``: the task module takes its model
     config's fields directly, and --print_config shows them there."""

@@ -63,8 +63,9 @@ def _lightning(argv: list[str]) -> None:
         PerceiverCLI(
             PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             seed_everything_default=0, save_config_kwargs={"overwrite": True},
-            # a progress bar on a terminal; plain ProgressLog lines in a log file or CI output
-            trainer_defaults={"default_root_dir": "runs", "accelerator": "cpu",
+            # the best accelerator found (GPUs, all of them, else the CPU): see docs/gpu.md; a progress bar on a
+            # terminal, plain ProgressLog lines in a log file or CI output
+            trainer_defaults={"default_root_dir": "runs", "accelerator": "auto", "devices": "auto",
                               "enable_progress_bar": sys.stderr.isatty()},
             parser_kwargs={"exit_on_error": False},
         )

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from perceiverio.tasks import MaskedLanguageModel, MaskedLanguageModelConfig
-from perceiverio.training.optim import Lamb, StepInBackward, build_optimizer, lr_factor, param_groups
+from perceiverio.training.optim import (Lamb, StepInBackward, build_optimizer, lr_factor, param_groups,
+                                        param_shapes, unwrapped_name)
 
 
 def _reference_lamb(w, grads, lr, b1=0.9, b2=0.999, eps=1e-6, wd=0.0):
@@ -53,6 +54,22 @@ def test_no_decay_on_biases_and_norms():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert len(no_decay["params"]) == 3  # linear bias, norm weight, norm bias
+
+
+def test_decay_groups_follow_the_original_shapes_of_sharded_parameters():
+    """FSDP (``use_orig_params=True``) makes every parameter a 1-D view of its shard: the decay groups must come
+    from the shapes recorded before wrapping, and LAMB (a norm per whole parameter) is refused."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    shapes = param_shapes(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data.flatten()[: max(1, p.numel() // 2)]  # this rank's half, flat
+    decay, no_decay = param_groups(model, 0.1, shapes)
+    assert [p is model[0].weight for p in decay["params"]] == [True] and len(no_decay["params"]) == 3
+    assert isinstance(build_optimizer(model, "adamw", weight_decay=0.1, shapes=shapes), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="lamb needs whole parameters"):
+        build_optimizer(model, "lamb", shapes=shapes)
+    assert unwrapped_name("encoder._fsdp_wrapped_module.layers.0._checkpoint_wrapped_module.w") == "encoder.layers.0.w"
 
 
 def test_build_optimizer_names():

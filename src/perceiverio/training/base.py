@@ -40,7 +40,7 @@ from torch import nn
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict, config_to_dict
-from .optim import StepInBackward, build_optimizer, lr_factor
+from .optim import StepInBackward, build_optimizer, lr_factor, param_shapes
 
 OPTIMIZERS = ("lamb", "adamw")
 SCHEDULES = ("warmup_cosine", "constant_cosine", "constant")
@@ -191,6 +191,7 @@ class PerceiverTask(L.LightningModule):
 
     def _setup_model(self, model: nn.Module) -> None:
         self.model = model
+        self._param_shapes = param_shapes(model)  # weight decay by the original shapes, also when FSDP shards them
         if self.gradient_checkpointing:
             parts = [m for m in model.modules() if isinstance(m, (PerceiverEncoder, PerceiverDecoder))]
             if not parts:
@@ -211,7 +212,7 @@ class PerceiverTask(L.LightningModule):
     # ----------------------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.optimizer_config
-        optimizer = build_optimizer(self.model, c.name, c.lr, c.weight_decay, c.betas, c.eps)
+        optimizer = build_optimizer(self.model, c.name, c.lr, c.weight_decay, c.betas, c.eps, self._param_shapes)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             if c.schedule != "constant":

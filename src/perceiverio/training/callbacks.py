@@ -1,12 +1,64 @@
-"""Callbacks: export of the trained model in our Lightning-free checkpoint format; plain progress lines."""
+"""Callbacks: export of the trained model in our Lightning-free checkpoint format (gathered from every process
+under sharded strategies such as FSDP); plain progress lines."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+MODEL_PREFIX = "model."  # the task model's keys in the task module's state dict
+
+
+def _is_sharded(value: Any) -> bool:
+    """A shard of a tensor (FSDP's sharded state dicts, DTensor parameters) rather than the whole tensor."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(value, DTensor) or type(value).__name__ == "ShardedTensor"
+
+
+def gather_model_state(trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
+    """The task model's full state dict (the keys of ``pl_module.model.state_dict()``) on global rank 0; None on
+    the other processes. Every process must call this: under FSDP gathering the shards is a collective operation.
+
+    The state comes from Lightning's ``trainer.strategy.lightning_module_state_dict()``: the module's own state dict
+    for single-device and DDP runs, and for ``FSDPStrategy`` (``--trainer.strategy fsdp``, whose default
+    ``state_dict_type="full"`` gathers every shard to rank 0, offloaded to CPU) a full dict on rank 0 and an empty one
+    elsewhere. If the strategy hands out shards instead (``FSDPStrategy(state_dict_type="sharded")``,
+    ``ModelParallelStrategy``), they are gathered to rank 0 with PyTorch's distributed-checkpoint API
+    (``get_model_state_dict(..., full_state_dict=True, cpu_offload=True)``) on the strategy's wrapped model."""
+    strategy = trainer.strategy
+    state = strategy.lightning_module_state_dict()
+    if any(_is_sharded(v) for v in state.values()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(strategy.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not trainer.is_global_zero:
+        return None
+    return {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+
+
+def save_model_with(model: nn.Module, weights: dict[str, torch.Tensor], directory: str | os.PathLike) -> Path:
+    """Write ``model``'s class and config with ``weights`` (its full state dict) through the model's own
+    ``save_pretrained``, without touching ``model`` (whose parameters may be shards). The weights go into a copy
+    built on the meta device (no memory: the copy's tensors are ``weights`` themselves), or on the CPU when the
+    model cannot be built on the meta device."""
+    try:
+        with torch.device("meta"):
+            copy = type(model)(model.config)
+    except Exception:  # a model whose construction reads values: build it for real (CPU memory of one model)
+        copy = type(model)(model.config)
+    missing, unexpected = copy.load_state_dict(weights, strict=False, assign=True)
+    if missing or unexpected:
+        raise RuntimeError(f"the gathered weights do not fit {type(model).__name__}: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]}")
+    return copy.save_pretrained(directory)
 
 
 class ExportCallback(L.Callback):
@@ -14,9 +66,10 @@ class ExportCallback(L.Callback):
     the end of ``fit``, into ``dirpath`` (default ``<trainer.log_dir>/model``, or ``<default_root_dir>/model``
     without a logger). Reload with ``<ModelClass>.from_pretrained(dirpath)``: no Lightning needed.
 
-    Each file is replaced atomically (written to a temporary file, then renamed), so a reader never sees a partial
-    file; the config is the same at every export, so the pair is always consistent. Only the global-zero process
-    writes (the DDP replicas hold identical weights). Resume training from Lightning's own ``last.ckpt``
+    Every process takes part in gathering the weights (:func:`gather_model_state`: the strategy's own state dict, so
+    FSDP's shards are gathered to rank 0); only the global-zero process writes. Each file is replaced atomically
+    (written to a temporary file, then renamed), so a reader never sees a partial file; the config is the same at
+    every export, so the pair is always consistent. Resume training from Lightning's own ``last.ckpt``
     (``ModelCheckpoint``), which also holds the optimiser and loop state.
     """
 
@@ -37,8 +90,9 @@ class ExportCallback(L.Callback):
         if (directory, trainer.global_step) == self._last:
             return  # already written after this step's validation: same weights
         self._last = (directory, trainer.global_step)
+        weights = gather_model_state(trainer)  # on every process: a collective under FSDP
         if trainer.is_global_zero:
-            pl_module.export(directory)
+            save_model_with(pl_module.model, weights, directory)
             self.last_export = directory
             rank_zero_info(f"exported the model to {directory} (step {trainer.global_step})")
         trainer.strategy.barrier("perceiverio-export")

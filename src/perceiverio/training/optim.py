@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -114,20 +114,52 @@ class StepInBackward:
         self.remove()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name without the segments that FSDP, activation-checkpointing and ``torch.compile`` wrappers
+    insert (``encoder._fsdp_wrapped_module.latents`` -> ``encoder.latents``)."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def param_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the trainable parameters, recorded before a sharding wrapper changes them."""
+    return {unwrapped_name(n): tuple(p.shape) for n, p in model.named_parameters()}
+
+
+def param_groups(model: nn.Module, weight_decay: float,
+                 shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[dict]:
     """Two groups: weights with ``weight_decay``; biases and normalisation scales/offsets (every parameter with
-    fewer than 2 dimensions) without decay, as in the official recipe."""
+    fewer than 2 dimensions) without decay, as in the official recipe.
+
+    ``shapes``: the parameters' original shapes by name (:func:`param_shapes` before wrapping). FSDP
+    (``use_orig_params=True``, Lightning's default) turns every parameter into a 1-D view of its shard, so its
+    current shape no longer tells a weight from a bias."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            shape = p.shape if shapes is None else shapes[unwrapped_name(name)]
+            (decay if len(shape) >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def sharded_parameters(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """Names of the parameters whose shape differs from ``shapes`` (FSDP's flat 1-D shards)."""
+    return [n for n, p in model.named_parameters() if tuple(p.shape) != tuple(shapes.get(unwrapped_name(n), p.shape))]
+
+
 def build_optimizer(model: nn.Module, name: str = "lamb", lr: float = 1e-3, weight_decay: float = 0.0,
-                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6) -> torch.optim.Optimizer:
-    """``lamb`` or ``adamw`` over :func:`param_groups` (decoupled decay, none on biases and norms)."""
-    groups = param_groups(model, weight_decay)
+                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                    shapes: Mapping[str, tuple[int, ...]] | None = None) -> torch.optim.Optimizer:
+    """``lamb`` or ``adamw`` over :func:`param_groups` (decoupled decay, none on biases and norms). LAMB needs whole
+    parameters (its trust ratio is a norm per parameter): it is refused when ``shapes`` shows sharded ones."""
+    if name == "lamb" and shapes is not None and sharded_parameters(model, shapes):
+        raise ValueError("optimizer.name=lamb needs whole parameters (its trust ratio is the norm of each "
+                         "parameter), but the strategy shards them (FSDP): use optimizer.name=adamw, or DDP")
+    groups = param_groups(model, weight_decay, shapes)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=eps)
     if name == "adamw":

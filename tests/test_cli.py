@@ -136,6 +136,13 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     assert any(ln.startswith("validation at step 4:") and "val/masked_byte_acc" in ln for ln in lines)
     assert (tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "runs" / "mlm" / "version_0" / "metrics.csv").is_file()
+    # the checkpoint's hyper-parameters are the task module's flat arguments, as plain data
+    from perceiverio.training import MaskedLanguageModelTask
+
+    task = MaskedLanguageModelTask.load_from_checkpoint(
+        tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert task.model.config == model.config and task.optimizer_config.name == "adamw"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in task.model.state_dict().items())
 
 
 def _print_config(capsys, *args: str) -> str:

@@ -8,7 +8,9 @@
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
-(``--print_config``, dotted overrides). Trained weights are exported as ``model.safetensors`` + ``config.json``
+(``--print_config``, dotted overrides such as ``--model.encoder.num_latents 64``, ``--model.optimizer.lr 3e-4``,
+``--data.batch_size 64``). Training runs on every GPU found, else on the CPU (``--trainer.accelerator``,
+``--trainer.devices``; docs/gpu.md). Trained weights are exported as ``model.safetensors`` + ``config.json``
 (loadable with ``Model.from_pretrained``) into ``<log dir>/model``; ``last.ckpt`` holds the trainer state for resume.
 """
 

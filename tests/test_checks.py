@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig
-from perceiverio.core.checks import check_range, set_value_checks, value_checks_enabled
+from perceiverio import set_value_checks
+from perceiverio.core.checks import check_range, value_checks_enabled
 
 
 @pytest.fixture

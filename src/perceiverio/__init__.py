@@ -1,7 +1,7 @@
 """perceiverio: Perceiver IO (Jaegle et al., 2021) in PyTorch, faithful to DeepMind's release."""
 
 from .adapters import AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig
-from .core import DecoderConfig, EncoderConfig, PerceiverIO, PerceiverIOConfig
+from .core import DecoderConfig, EncoderConfig, PerceiverConfig, PerceiverIO, PerceiverIOConfig, set_value_checks
 from .tasks import (
     ImageClassifier,
     ImageClassifierConfig,
@@ -18,9 +18,9 @@ from .tasks import (
     SetModel,
     SetModelConfig,
 )
-from .weights import registry as _registry  # noqa: F401  (installs the weight methods)
-from .tokenizer import BatchEncoding, ByteTokenizer
 from .data import ByteMaskingCollator, WholeWordMaskingCollator
+from .tokenizer import BatchEncoding, ByteTokenizer
+from .weights import registry as _registry  # noqa: F401  (imported for its effect: installs the weight methods)
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "ImageAdapterConfig",
     "ImageClassifier", "ImageClassifierConfig", "LabelAdapterConfig", "MaskedLanguageModel",
     "MaskedLanguageModelConfig", "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier",
-    "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverIO", "PerceiverIOConfig",
-    "SequenceClassifier", "SequenceClassifierConfig", "SetModel", "SetModelConfig", "WholeWordMaskingCollator",
+    "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverConfig", "PerceiverIO",
+    "PerceiverIOConfig", "SequenceClassifier", "SequenceClassifierConfig", "SetModel", "SetModelConfig",
+    "WholeWordMaskingCollator", "set_value_checks",
 ]

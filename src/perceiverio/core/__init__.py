@@ -1,11 +1,12 @@
-"""The Perceiver IO core: attention, blocks, encoder, decoder and position encodings."""
+"""The Perceiver IO core: the generic PerceiverIO, attention, blocks, encoder, decoder, queries and positions."""
 
 from .attention import MultiHeadAttention
 from .blocks import MLP, CrossAttentionBlock, SelfAttentionBlock
-from .config import DecoderConfig, EncoderConfig
+from .checks import set_value_checks
+from .config import DecoderConfig, EncoderConfig, PerceiverConfig
 from .decoder import PerceiverDecoder
 from .encoder import PerceiverEncoder
-from .perceiver import PerceiverIO, PerceiverIOConfig
+from .perceiver import PerceiverIO, PerceiverIOConfig, build_decoder, build_encoder
 from .position import (
     FourierPositionEncoding,
     TrainablePositionEncoding,
@@ -13,9 +14,11 @@ from .position import (
     linear_positions,
     positions_from_indices,
 )
+from .queries import InputQueries, LearnedQueries
 
 __all__ = [
-    "MLP", "CrossAttentionBlock", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding", "MultiHeadAttention",
-    "PerceiverDecoder", "PerceiverEncoder", "PerceiverIO", "PerceiverIOConfig", "SelfAttentionBlock",
-    "TrainablePositionEncoding", "fourier_features", "linear_positions", "positions_from_indices",
+    "MLP", "CrossAttentionBlock", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding", "InputQueries",
+    "LearnedQueries", "MultiHeadAttention", "PerceiverConfig", "PerceiverDecoder", "PerceiverEncoder", "PerceiverIO",
+    "PerceiverIOConfig", "SelfAttentionBlock", "TrainablePositionEncoding", "build_decoder", "build_encoder",
+    "fourier_features", "linear_positions", "positions_from_indices", "set_value_checks",
 ]

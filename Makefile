@@ -31,7 +31,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/perceiverio fill-mask $(DEMO_DIR)/model --mask-char _ \
 		--text "The f_r sta_ement is us_d to it_rate o_er the el_ments of a s_quence."
 
+LINTED := src tests benchmarks examples
+
 test: $(VENV)/.installed-dev
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 	$(PY) -m pytest -q
 
 clean:

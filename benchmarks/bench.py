@@ -50,9 +50,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench.json"
 DEFAULT_SIZES = {"sweep_m": [2**k for k in range(12, 21, 2)], "sweep_o": [2**k for k in range(12, 21, 2)]}
-DEFAULT_MODES = {"mlm": ["forward", "train", "train_lean"], "imagenet": ["forward", "train"],
-                 "flow": ["forward", "train"], "kinetics": ["forward", "train"], "sweep_m": ["forward", "train"],
-                 "sweep_o": ["forward", "train"]}
+DEFAULT_MODES = {
+    "mlm": ["forward", "train", "train_lean"],
+    "imagenet": ["forward", "train"],
+    "flow": ["forward", "train"],
+    "kinetics": ["forward", "train"],
+    "sweep_m": ["forward", "train"],
+    "sweep_o": ["forward", "train"],
+}
 MODES = ("forward", "train", "train_lean")
 
 
@@ -86,8 +91,7 @@ def _tensor_peak_bytes(call) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         call()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
     live = peak = 0
     for _, nbytes in events:
         live += nbytes
@@ -98,10 +102,9 @@ def _tensor_peak_bytes(call) -> int:
 def _worker(conn, spec: dict) -> None:
     sys.path.insert(0, str(HERE))
     import torch
+    from cases import build
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-
-    from cases import build
 
     try:
         torch.set_num_threads(spec["threads"])
@@ -110,8 +113,11 @@ def _worker(conn, spec: dict) -> None:
         train = spec["mode"].startswith("train")
         lean = spec["mode"] == "train_lean"
         model.train(train)
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if spec["precision"] == "bf16"
-                    else torch.autocast("cpu", enabled=False))
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if spec["precision"] == "bf16"
+            else torch.autocast("cpu", enabled=False)
+        )
         fn = case.loss if train else case.forward
         scale = 1.0 if train else case.scale  # the scale stands for transformers' chunked Kinetics inference loop
         if fn is None:
@@ -192,10 +198,19 @@ def _worker(conn, spec: dict) -> None:
                     opt.zero_grad(set_to_none=True)  # as at the start of every call
                 held = _held_bytes(model, opt)
                 tensor_peak = held + _tensor_peak_bytes(call)
-                conn.send({"peak_gib": peak_kib / 2**20, "base_gib": base_kib / 2**20,
-                           "tensor_peak_gib": tensor_peak / 2**30, "held_gib": held / 2**30,
-                           "params": case.params, "flops": flops, "note": case.note, "scale": scale,
-                           "fingerprint": fingerprint})
+                conn.send(
+                    {
+                        "peak_gib": peak_kib / 2**20,
+                        "base_gib": base_kib / 2**20,
+                        "tensor_peak_gib": tensor_peak / 2**30,
+                        "held_gib": held / 2**30,
+                        "params": case.params,
+                        "flops": flops,
+                        "note": case.note,
+                        "scale": scale,
+                        "fingerprint": fingerprint,
+                    }
+                )
             else:
                 return
     except Exception as e:  # reported as the cell's error; the run goes on
@@ -257,8 +272,10 @@ def run_cell(cell: dict, impls: list[str], reps: int, log) -> list[dict]:
                 results[impl]["error"] = reply["error"]
                 continue
             results[impl]["times"].append(reply["seconds"])
-        log(f"  rep {r + 1}/{reps}: " + ", ".join(
-            f"{impl} {results[impl]['times'][-1]:.4g} s" for impl in workers if results[impl]["times"]))
+        log(
+            f"  rep {r + 1}/{reps}: "
+            + ", ".join(f"{impl} {results[impl]['times'][-1]:.4g} s" for impl in workers if results[impl]["times"])
+        )
     for impl, (proc, conn) in workers.items():
         if "error" in results[impl]:
             continue
@@ -314,8 +331,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    machine = {"cpu": _cpu_name(), "threads": args.threads, "torch": torch.__version__,
-               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    machine = {
+        "cpu": _cpu_name(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     precisions = args.precisions.split(",")
     machine["matmul_flops"] = {pr: matmul_flops(args.threads, pr) for pr in precisions}
     log(f"machine: {machine}")
@@ -324,15 +346,25 @@ def main(argv: list[str] | None = None) -> None:
     for case in args.cases.split(","):
         impls = [i for i in args.impls.split(",") if i in IMPLS[case]]
         modes = args.modes.split(",") if args.modes else DEFAULT_MODES[case]
-        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT_SIZES[case]) \
-            if case in SWEEPS else [None]
+        sizes = (
+            ([int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT_SIZES[case])
+            if case in SWEEPS
+            else [None]
+        )
         for size in sizes:
             for mode in modes:
                 for precision in precisions:
-                    for compiled in ([True] if args.compiled_only else [False, True] if args.compile else [False]):
-                        cell = {"case": case, "size": size, "mode": mode, "precision": precision,
-                                "compile": compiled, "threads": args.threads, "min_seconds": args.min_seconds,
-                                "count_flops": not args.no_flops and not compiled}
+                    for compiled in [True] if args.compiled_only else [False, True] if args.compile else [False]:
+                        cell = {
+                            "case": case,
+                            "size": size,
+                            "mode": mode,
+                            "precision": precision,
+                            "compile": compiled,
+                            "threads": args.threads,
+                            "min_seconds": args.min_seconds,
+                            "count_flops": not args.no_flops and not compiled,
+                        }
                         log(f"{case} size={size} {mode} {precision}{' compiled' if compiled else ''}")
                         for rec in run_cell(cell, impls, args.reps, log):
                             eager = records.get(_key({**rec, "compile": False}), {})
@@ -341,8 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                             records[_key(rec)] = rec
                         args.json.parent.mkdir(parents=True, exist_ok=True)
                         tmp = args.json.with_suffix(".tmp")
-                        tmp.write_text(json.dumps({"machine": machine, "records": list(records.values())},
-                                                  indent=1))
+                        tmp.write_text(json.dumps({"machine": machine, "records": list(records.values())}, indent=1))
                         tmp.replace(args.json)
 
 

@@ -23,8 +23,14 @@ from torch import nn
 
 PRESETS = ("mlm", "imagenet", "flow", "kinetics")
 SWEEPS = ("sweep_m", "sweep_o")
-IMPLS = {"mlm": ("ours", "hf"), "imagenet": ("ours", "hf"), "flow": ("ours", "hf"), "kinetics": ("ours", "hf"),
-         "sweep_m": ("ours", "hf", "lucidrains"), "sweep_o": ("ours", "hf", "lucidrains")}
+IMPLS = {
+    "mlm": ("ours", "hf"),
+    "imagenet": ("ours", "hf"),
+    "flow": ("ours", "hf"),
+    "kinetics": ("ours", "hf"),
+    "sweep_m": ("ours", "hf", "lucidrains"),
+    "sweep_o": ("ours", "hf", "lucidrains"),
+}
 
 # the sweeps' small Perceiver: C-channel inputs and queries, N x D latents, L self-attention layers of 8 heads;
 # both cross-attentions have one head of C query/key and value channels (the official default for the encoder's)
@@ -46,12 +52,16 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-
-
 def build(case: str, impl: str, size: int | None = None) -> Case:
     torch.manual_seed(0)
-    built = {"mlm": _mlm, "imagenet": _imagenet, "flow": _flow, "kinetics": _kinetics,
-             "sweep_m": _sweep_m, "sweep_o": _sweep_o}[case](impl, size)
+    built = {
+        "mlm": _mlm,
+        "imagenet": _imagenet,
+        "flow": _flow,
+        "kinetics": _kinetics,
+        "sweep_m": _sweep_m,
+        "sweep_o": _sweep_o,
+    }[case](impl, size)
     gc.collect()
     return built
 
@@ -76,13 +86,21 @@ def _mlm(impl: str, size: int | None) -> Case:
     inputs = ids.masked_fill(picked, 3)
     hf = _hf_mlm()
     if impl == "hf":
-        return Case(hf, lambda: hf(inputs=inputs, attention_mask=mask).logits,
-                    lambda: hf(inputs=inputs, attention_mask=mask, labels=labels).loss, _params(hf))
+        return Case(
+            hf,
+            lambda: hf(inputs=inputs, attention_mask=mask).logits,
+            lambda: hf(inputs=inputs, attention_mask=mask, labels=labels).loss,
+            _params(hf),
+        )
     model = MaskedLanguageModel.from_transformers(hf)
-    del hf
-    return Case(model, lambda: model(inputs, mask).logits,
-                lambda: model(inputs, mask, labels=labels, decode_labeled_only=True).loss, _params(model),
-                note="training decodes only the masked bytes (decode_labeled_only)")
+    hf = None  # only our model is measured: free transformers' copy of the weights
+    return Case(
+        model,
+        lambda: model(inputs, mask).logits,
+        lambda: model(inputs, mask, labels=labels, decode_labeled_only=True).loss,
+        _params(model),
+        note="training decodes only the masked bytes (decode_labeled_only)",
+    )
 
 
 def _imagenet(impl: str, size: int | None) -> Case:
@@ -91,17 +109,23 @@ def _imagenet(impl: str, size: int | None) -> Case:
 
     from perceiverio import ImageClassifier
 
-    config = transformers.PerceiverConfig(d_latents=1024, num_latents=512, num_blocks=8,
-                                          num_self_attends_per_block=6, num_self_attention_heads=8,
-                                          num_cross_attention_heads=1, image_size=224, num_labels=1000)
+    config = transformers.PerceiverConfig(
+        d_latents=1024,
+        num_latents=512,
+        num_blocks=8,
+        num_self_attends_per_block=6,
+        num_self_attention_heads=8,
+        num_cross_attention_heads=1,
+        image_size=224,
+        num_labels=1000,
+    )
     hf = transformers.PerceiverForImageClassificationFourier(config)
     pixels = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([7])
     if impl == "hf":
-        return Case(hf, lambda: hf(inputs=pixels).logits, lambda: hf(inputs=pixels, labels=labels).loss,
-                    _params(hf))
+        return Case(hf, lambda: hf(inputs=pixels).logits, lambda: hf(inputs=pixels, labels=labels).loss, _params(hf))
     model = ImageClassifier.from_transformers(hf)
-    del hf
+    hf = None  # only our model is measured: free transformers' copy of the weights
     return Case(model, lambda: model(pixels).logits, lambda: model(pixels, labels=labels).loss, _params(model))
 
 
@@ -113,17 +137,27 @@ def _flow(impl: str, size: int | None) -> Case:
     from perceiverio.adapters.image import extract_patches_3x3
 
     config = transformers.PerceiverConfig(
-        num_latents=2048, d_latents=512, d_model=322, num_blocks=1, num_self_attends_per_block=24,
-        num_self_attention_heads=16, num_cross_attention_heads=1, train_size=[368, 496])
+        num_latents=2048,
+        d_latents=512,
+        d_model=322,
+        num_blocks=1,
+        num_self_attends_per_block=24,
+        num_self_attention_heads=16,
+        num_cross_attention_heads=1,
+        train_size=[368, 496],
+    )
     hf = transformers.PerceiverForOpticalFlow(config)
     frames = torch.rand(1, 2, 3, 368, 496, generator=torch.Generator().manual_seed(1)) * 2 - 1
     target = torch.randn(1, 2, 368, 496, generator=torch.Generator().manual_seed(2))
     if impl == "hf":
         patches = extract_patches_3x3(frames).movedim(-1, 2)  # [1, 2, 27, H, W], transformers' input
-        forward = lambda: hf(inputs=patches).logits.permute(0, 3, 1, 2) * 20  # noqa: E731
+
+        def forward() -> torch.Tensor:  # pixels, like ours: transformers returns the flow before the demo's x20
+            return hf(inputs=patches).logits.permute(0, 3, 1, 2) * 20
+
         return Case(hf, forward, lambda: (forward() - target).norm(dim=1).mean(), _params(hf))
     model = OpticalFlow.from_transformers(hf)
-    del hf
+    hf = None  # only our model is measured: free transformers' copy of the weights
     return Case(model, lambda: model(frames), lambda: (model(frames) - target).norm(dim=1).mean(), _params(model))
 
 
@@ -134,16 +168,33 @@ def _kinetics(impl: str, size: int | None) -> Case:
     from perceiverio import MultimodalAutoencoder
 
     config = transformers.PerceiverConfig(
-        num_latents=784, d_latents=512, d_model=704, num_blocks=1, num_self_attends_per_block=8,
-        num_self_attention_heads=8, num_cross_attention_heads=1, num_labels=700, num_frames=16, image_size=224,
-        audio_samples_per_frame=1920, samples_per_patch=16, output_shape=[1, 16, 224, 224])
+        num_latents=784,
+        d_latents=512,
+        d_model=704,
+        num_blocks=1,
+        num_self_attends_per_block=8,
+        num_self_attention_heads=8,
+        num_cross_attention_heads=1,
+        num_labels=700,
+        num_frames=16,
+        image_size=224,
+        audio_samples_per_frame=1920,
+        samples_per_patch=16,
+        output_shape=[1, 16, 224, 224],
+    )
     hf = transformers.PerceiverForMultimodalAutoencoding(config)
     g = torch.Generator().manual_seed(1)
-    inputs = {"image": torch.rand(1, 16, 3, 224, 224, generator=g), "audio": torch.randn(1, 30_720, 1, generator=g),
-              "label": torch.zeros(1, 700)}
+    inputs = {
+        "image": torch.rand(1, 16, 3, 224, 224, generator=g),
+        "audio": torch.randn(1, 30_720, 1, generator=g),
+        "label": torch.zeros(1, 700),
+    }
     # training as in the paper: every input, 512 random pixels + 512 random audio patches + the label decoded
-    points = {"image": torch.randperm(16 * 224 * 224, generator=g)[:512],
-              "audio": torch.randperm(30_720 // 16, generator=g)[:512], "label": None}
+    points = {
+        "image": torch.randperm(16 * 224 * 224, generator=g)[:512],
+        "audio": torch.randperm(30_720 // 16, generator=g)[:512],
+        "label": None,
+    }
 
     def loss_of(out: dict) -> torch.Tensor:  # the paper's weights; L1 against zero targets (the work is the same)
         return 0.03 * out["image"].abs().mean() + out["audio"].abs().mean() + 1e-4 * out["label"].square().mean()
@@ -152,16 +203,25 @@ def _kinetics(impl: str, size: int | None) -> Case:
         image_chunk = 16 * 224 * 224 // KINETICS_CHUNKS
         audio_chunk = 30_720 // 16 // KINETICS_CHUNKS
         chunk = {"image": torch.arange(image_chunk), "audio": torch.arange(audio_chunk), "label": None}
-        return Case(hf, lambda: hf(inputs=inputs, subsampled_output_points=chunk).logits["image"],
-                    lambda: loss_of(hf(inputs=inputs, subsampled_output_points=points).logits), _params(hf),
-                    note=f"forward: one of the {KINETICS_CHUNKS} chunks of transformers' documented loop "
-                    f"(each a full forward), time x {KINETICS_CHUNKS}", scale=KINETICS_CHUNKS)
+        return Case(
+            hf,
+            lambda: hf(inputs=inputs, subsampled_output_points=chunk).logits["image"],
+            lambda: loss_of(hf(inputs=inputs, subsampled_output_points=points).logits),
+            _params(hf),
+            note=f"forward: one of the {KINETICS_CHUNKS} chunks of transformers' documented loop "
+            f"(each a full forward), time x {KINETICS_CHUNKS}",
+            scale=KINETICS_CHUNKS,
+        )
     model = MultimodalAutoencoder.from_transformers(hf)
-    del hf
+    hf = None  # only our model is measured: free transformers' copy of the weights
     # the video as transformers lays out its image queries: [B, T*H*W, 3]
-    return Case(model, lambda: model.reconstruct(inputs)["image"].movedim(2, -1).reshape(1, -1, 3),
-                lambda: loss_of(model(inputs, points)), _params(model),
-                note="forward: encode once, decode 16,384 queries per chunk")
+    return Case(
+        model,
+        lambda: model.reconstruct(inputs)["image"].movedim(2, -1).reshape(1, -1, 3),
+        lambda: loss_of(model(inputs, points)),
+        _params(model),
+        note="forward: encode once, decode 16,384 queries per chunk",
+    )
 
 
 # ------------------------------------------------------------------------------------------------- sweeps
@@ -170,11 +230,19 @@ def _ours_small(num_queries: int):
 
     s = SWEEP
     config = PerceiverIOConfig(
-        num_input_channels=s["c"], num_output_queries=num_queries,
-        encoder=EncoderConfig(num_latents=s["n"], num_latent_channels=s["d"], num_cross_attention_heads=1,
-                              num_self_attention_heads=s["heads"], num_self_attends_per_block=s["layers"]),
-        decoder=DecoderConfig(num_query_channels=s["c"], num_heads=1, qk_channels=s["c"], v_channels=s["c"],
-                              use_query_residual=False))
+        num_input_channels=s["c"],
+        num_output_queries=num_queries,
+        encoder=EncoderConfig(
+            num_latents=s["n"],
+            num_latent_channels=s["d"],
+            num_cross_attention_heads=1,
+            num_self_attention_heads=s["heads"],
+            num_self_attends_per_block=s["layers"],
+        ),
+        decoder=DecoderConfig(
+            num_query_channels=s["c"], num_heads=1, qk_channels=s["c"], v_channels=s["c"], use_query_residual=False
+        ),
+    )
     return PerceiverIO.from_config(config)
 
 
@@ -183,14 +251,28 @@ def _hf_small(num_queries: int):
     from transformers.models.perceiver.modeling_perceiver import PerceiverBasicDecoder, PerceiverModel
 
     s = SWEEP
-    config = transformers.PerceiverConfig(num_latents=s["n"], d_latents=s["d"], d_model=s["c"], num_blocks=1,
-                                          num_self_attends_per_block=s["layers"],
-                                          num_self_attention_heads=s["heads"], num_cross_attention_heads=1)
-    decoder = PerceiverBasicDecoder(config, output_num_channels=s["c"], position_encoding_type="trainable",
-                                    output_index_dims=num_queries, num_channels=s["c"], qk_channels=s["c"],
-                                    v_channels=s["c"], num_heads=1, use_query_residual=False, final_project=False,
-                                    trainable_position_encoding_kwargs=dict(num_channels=s["c"],
-                                                                            index_dims=num_queries))
+    config = transformers.PerceiverConfig(
+        num_latents=s["n"],
+        d_latents=s["d"],
+        d_model=s["c"],
+        num_blocks=1,
+        num_self_attends_per_block=s["layers"],
+        num_self_attention_heads=s["heads"],
+        num_cross_attention_heads=1,
+    )
+    decoder = PerceiverBasicDecoder(
+        config,
+        output_num_channels=s["c"],
+        position_encoding_type="trainable",
+        output_index_dims=num_queries,
+        num_channels=s["c"],
+        qk_channels=s["c"],
+        v_channels=s["c"],
+        num_heads=1,
+        use_query_residual=False,
+        final_project=False,
+        trainable_position_encoding_kwargs=dict(num_channels=s["c"], index_dims=num_queries),
+    )
     return PerceiverModel(config, decoder=decoder)
 
 
@@ -198,9 +280,18 @@ def _lucidrains_small():
     from perceiver_pytorch import PerceiverIO
 
     s = SWEEP
-    return PerceiverIO(depth=s["layers"], dim=s["c"], queries_dim=s["c"], logits_dim=s["c"], num_latents=s["n"],
-                       latent_dim=s["d"], cross_heads=1, latent_heads=s["heads"], cross_dim_head=s["c"],
-                       latent_dim_head=s["d"] // s["heads"])
+    return PerceiverIO(
+        depth=s["layers"],
+        dim=s["c"],
+        queries_dim=s["c"],
+        logits_dim=s["c"],
+        num_latents=s["n"],
+        latent_dim=s["d"],
+        cross_heads=1,
+        latent_heads=s["heads"],
+        cross_dim_head=s["c"],
+        latent_dim_head=s["d"] // s["heads"],
+    )
 
 
 def _sweep_m(impl: str, size: int | None) -> Case:
@@ -220,16 +311,27 @@ def _small(impl: str, x: torch.Tensor, num_queries: int) -> Case:
     if impl == "ours":
         model = _ours_small(num_queries)
         chunk = 16_384 if num_queries > 16_384 else None
-        return Case(model, lambda: model(x, chunk_size=chunk), lambda: model(x).square().mean(), _params(model),
-                    note="forward: decoder chunks of 16,384 queries" if num_queries > 16_384 else "")
+        return Case(
+            model,
+            lambda: model(x, chunk_size=chunk),
+            lambda: model(x).square().mean(),
+            _params(model),
+            note="forward: decoder chunks of 16,384 queries" if num_queries > 16_384 else "",
+        )
     if impl == "hf":
         model = _hf_small(num_queries)
-        return Case(model, lambda: model(inputs=x).logits, lambda: model(inputs=x).logits.square().mean(),
-                    _params(model))
+        return Case(
+            model, lambda: model(inputs=x).logits, lambda: model(inputs=x).logits.square().mean(), _params(model)
+        )
     model = _lucidrains_small()
     queries = torch.randn(num_queries, SWEEP["c"], generator=torch.Generator().manual_seed(2))
     if num_queries > 1:  # learned queries, as in the other two
         model.register_parameter("bench_queries", nn.Parameter(queries))
         queries = model.bench_queries
-    return Case(model, lambda: model(x, queries=queries), lambda: model(x, queries=queries).square().mean(),
-                _params(model), note="4x GEGLU feed-forward (fixed in perceiver_pytorch)")
+    return Case(
+        model,
+        lambda: model(x, queries=queries),
+        lambda: model(x, queries=queries).square().mean(),
+        _params(model),
+        note="4x GEGLU feed-forward (fixed in perceiver_pytorch)",
+    )

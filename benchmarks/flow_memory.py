@@ -48,14 +48,30 @@ def child(chunk: int | None, height: int, width: int, repeats: int) -> dict:
             flow = model(frames)
             times.append(time.perf_counter() - t0)
     assert flow.shape == (1, 2, height, width) and bool(torch.isfinite(flow).all())
-    return dict(chunk=chunk, params=model.num_parameters(), build_s=build_s, times=times,
-                rss_after_build_mib=rss_model, peak_rss_mib=_rss_mib(), threads=torch.get_num_threads(),
-                torch=torch.__version__)
+    return dict(
+        chunk=chunk,
+        params=model.num_parameters(),
+        build_s=build_s,
+        times=times,
+        rss_after_build_mib=rss_model,
+        peak_rss_mib=_rss_mib(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
 
 
 def run_fresh(chunk: int | None, height: int, width: int, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(chunk), "--size", str(height), str(width),
-           "--repeats", str(repeats)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(chunk),
+        "--size",
+        str(height),
+        str(width),
+        "--repeats",
+        str(repeats),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -73,8 +89,10 @@ def table(results: list[dict], height: int, width: int) -> str:
     ]
     for r in results:
         t = " / ".join(f"{s:.1f}" for s in r["times"])
-        lines.append(f"| {r['chunk'] if r['chunk'] is not None else 'None (all at once)'} | {t} | "
-                     f"{r['peak_rss_mib'] / 1024:.2f} | {r['rss_after_build_mib'] / 1024:.2f} |")
+        lines.append(
+            f"| {r['chunk'] if r['chunk'] is not None else 'None (all at once)'} | {t} | "
+            f"{r['peak_rss_mib'] / 1024:.2f} | {r['rss_after_build_mib'] / 1024:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -42,11 +42,7 @@ def main() -> None:
     torch.manual_seed(0)
     rss_import = peak_rss_bytes()
     model = MultimodalAutoencoder(MultimodalAutoencoderConfig.kinetics()).eval()
-    inputs = {
-        "image": torch.rand(1, 16, 3, 224, 224),
-        "audio": torch.randn(1, 30_720, 1),
-        "label": torch.zeros(1, 700),
-    }
+    inputs = {"image": torch.rand(1, 16, 3, 224, 224), "audio": torch.randn(1, 30_720, 1), "label": torch.zeros(1, 700)}
     rss_model = peak_rss_bytes()
 
     t0 = time.perf_counter()

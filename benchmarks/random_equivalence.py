@@ -23,14 +23,23 @@ def random_config(rng: random.Random) -> dict:
     d_model = rng.choice([8, 12, 16, 24])
     qk = rng.choice([None, heads * rng.choice([2, 4])])
     return dict(
-        num_latents=rng.randint(1, 12), d_latents=d_latents, d_model=d_model, num_blocks=rng.randint(1, 3),
-        num_self_attends_per_block=rng.randint(1, 3), num_self_attention_heads=heads,
+        num_latents=rng.randint(1, 12),
+        d_latents=d_latents,
+        d_model=d_model,
+        num_blocks=rng.randint(1, 3),
+        num_self_attends_per_block=rng.randint(1, 3),
+        num_self_attention_heads=heads,
         num_cross_attention_heads=rng.choice([h for h in (1, 2, 4) if d_model % h == 0 and (qk or d_model) % h == 0]),
-        qk_channels=qk, v_channels=d_latents if qk is not None else None,
-        cross_attention_widening_factor=rng.randint(1, 3), self_attention_widening_factor=rng.randint(1, 3),
-        use_query_residual=rng.random() < 0.5, hidden_act=rng.choice(["gelu", "gelu_new"]),
-        cross_attention_shape_for_attention=rng.choice(["kv", "q"]), vocab_size=rng.randint(8, 40),
-        max_position_embeddings=rng.randint(12, 40), num_labels=rng.randint(1, 5),
+        qk_channels=qk,
+        v_channels=d_latents if qk is not None else None,
+        cross_attention_widening_factor=rng.randint(1, 3),
+        self_attention_widening_factor=rng.randint(1, 3),
+        use_query_residual=rng.random() < 0.5,
+        hidden_act=rng.choice(["gelu", "gelu_new"]),
+        cross_attention_shape_for_attention=rng.choice(["kv", "q"]),
+        vocab_size=rng.randint(8, 40),
+        max_position_embeddings=rng.randint(12, 40),
+        num_labels=rng.randint(1, 5),
     )
 
 
@@ -38,8 +47,10 @@ def randomize(model: torch.nn.Module, gen: torch.Generator) -> torch.nn.Module:
     with torch.no_grad():
         for name, p in model.named_parameters():
             scale = p.shape[-1] ** -0.5 if p.dim() >= 2 else 0.2
-            p.copy_(torch.randn(p.shape, generator=gen) * scale + (1.0 if "layernorm" in name and p.dim() == 1
-                                                                   and name.endswith("weight") else 0.0))
+            p.copy_(
+                torch.randn(p.shape, generator=gen) * scale
+                + (1.0 if "layernorm" in name and p.dim() == 1 and name.endswith("weight") else 0.0)
+            )
     return model.eval()
 
 
@@ -55,8 +66,12 @@ def main() -> None:
         kwargs = random_config(rng)
         try:
             config = transformers.PerceiverConfig(**kwargs)
-            hf_cls, ours_cls = rng.choice([(transformers.PerceiverForMaskedLM, MaskedLanguageModel),
-                                           (transformers.PerceiverForSequenceClassification, SequenceClassifier)])
+            hf_cls, ours_cls = rng.choice(
+                [
+                    (transformers.PerceiverForMaskedLM, MaskedLanguageModel),
+                    (transformers.PerceiverForSequenceClassification, SequenceClassifier),
+                ]
+            )
             hf = randomize(hf_cls(config), gen)
         except Exception as e:  # a config transformers itself rejects (head counts that do not divide)
             print(f"{i:3d} skipped by transformers: {type(e).__name__}: {e}")

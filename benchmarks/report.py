@@ -17,8 +17,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NAMES = {"ours": "perceiverio", "hf": "transformers", "lucidrains": "perceiver-pytorch"}
-CASES = {"mlm": "byte MLM, 2 × 2048 bytes", "imagenet": "ImageNet-Fourier, 224²", "flow": "optical flow, 368×496",
-         "kinetics": "Kinetics autoencoder (forward: full reconstruction; train: the paper's subsampled decoding)"}
+CASES = {
+    "mlm": "byte MLM, 2 × 2048 bytes",
+    "imagenet": "ImageNet-Fourier, 224²",
+    "flow": "optical flow, 368×496",
+    "kinetics": "Kinetics autoencoder (forward: full reconstruction; train: the paper's subsampled decoding)",
+}
 
 
 def _variant(r: dict) -> str:
@@ -43,10 +47,12 @@ def _rate(r: dict) -> tuple[str, str]:
 
 
 def preset_table(records: list[dict]) -> str:
-    rows = ["| configuration | mode | precision | implementation | time (median) | peak RSS | peak tensors | GFLOP | "
-            "GFLOP/s | of matmul peak | speed vs transformers | RSS vs transformers | tensors vs transformers | "
-            "max rel. diff vs transformers |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| configuration | mode | precision | implementation | time (median) | peak RSS | peak tensors | GFLOP | "
+        "GFLOP/s | of matmul peak | speed vs transformers | RSS vs transformers | tensors vs transformers | "
+        "max rel. diff vs transformers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     by_cell: dict[tuple, dict[str, dict]] = {}
     for r in records:
         if r["case"] in CASES:
@@ -60,8 +66,9 @@ def preset_table(records: list[dict]) -> str:
             if r is None:
                 continue
             if "error" in r:
-                rows.append(f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]} | {r['error']} |"
-                            " | | | | | | | | |")
+                rows.append(
+                    f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]} | {r['error']} | | | | | | | | | |"
+                )
                 continue
             gflops, frac = _rate(r)
             speed = mem = tmem = diff = "–"
@@ -78,9 +85,11 @@ def preset_table(records: list[dict]) -> str:
             if note.startswith("forward: "):
                 note = note.removeprefix("forward: ") if key[1] == "forward" else ""
             note = f" ({note})" if note else ""
-            rows.append(f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]}{note} | "
-                        f"{_fmt_s(r.get('median_s'))} | {r['peak_gib']:.2f} GiB | {_gib(r.get('tensor_peak_gib'))} | "
-                        f"{(r.get('flops') or 0) / 1e9:.0f} | {gflops} | {frac} | {speed} | {mem} | {tmem} | {diff} |")
+            rows.append(
+                f"| {CASES[key[0]]} | {key[1]} | {_variant(r)} | {NAMES[impl]}{note} | "
+                f"{_fmt_s(r.get('median_s'))} | {r['peak_gib']:.2f} GiB | {_gib(r.get('tensor_peak_gib'))} | "
+                f"{(r.get('flops') or 0) / 1e9:.0f} | {gflops} | {frac} | {speed} | {mem} | {tmem} | {diff} |"
+            )
     return "\n".join(rows)
 
 
@@ -89,8 +98,11 @@ def sweep_table(records: list[dict], case: str) -> str:
     cells = sorted({(r["mode"], r["precision"], r["compile"]) for r in records if r["case"] == case})
     out = []
     for mode, precision, compiled in cells:
-        rs = [r for r in records if r["case"] == case and r["mode"] == mode and r["precision"] == precision
-              and r["compile"] == compiled]
+        rs = [
+            r
+            for r in records
+            if r["case"] == case and r["mode"] == mode and r["precision"] == precision and r["compile"] == compiled
+        ]
         sizes = sorted({r["size"] for r in rs})
         impls = [i for i in ("ours", "hf", "lucidrains") if any(r["impl"] == i for r in rs)]
         head = " | ".join(f"{NAMES[i]} time | per element | peak" for i in impls)
@@ -105,8 +117,7 @@ def sweep_table(records: list[dict], case: str) -> str:
                 if r is None or "error" in r or not r.get("median_s"):
                     cols.append(f"{(r or {}).get('error', '–')} | | ")
                     continue
-                cols.append(f"{_fmt_s(r['median_s'])} | {r['median_s'] / size * 1e9:.0f} ns | "
-                            f"{r['peak_gib']:.2f} GiB")
+                cols.append(f"{_fmt_s(r['median_s'])} | {r['median_s'] / size * 1e9:.0f} ns | {r['peak_gib']:.2f} GiB")
             out.append(f"| {size:,} | " + " | ".join(cols) + " |")
         out.append("")
     return "\n".join(out)
@@ -141,32 +152,56 @@ def targets(records: list[dict]) -> str:
             gain = fp32["median_s"] / bf16["median_s"]
             row(f"{CASES[case]}: bf16 autocast forward ≥ 1.6× our fp32", f"{gain:.2f}×", gain >= 1.6)
     for case, mode, label, speed_target, mem_target in (
-            ("mlm", "train", "MLM training step, batch 2", 1.3, 0.7),
-            ("mlm", "train_lean", "MLM training step, batch 2, lean (update in backward; ours also checkpointed)",
-             1.3, 0.7),
-            ("flow", "forward", "flow 368×496", 2.0, 0.4)):
+        ("mlm", "train", "MLM training step, batch 2", 1.3, 0.7),
+        (
+            "mlm",
+            "train_lean",
+            "MLM training step, batch 2, lean (update in backward; ours also checkpointed)",
+            1.3,
+            0.7,
+        ),
+        ("flow", "forward", "flow 368×496", 2.0, 0.4),
+    ):
         ours = _get(records, case=case, impl="ours", mode=mode, precision="fp32", compile=False)
         hf = _get(records, case=case, impl="hf", mode=mode, precision="fp32", compile=False)
         if ours and hf:
             speed, mem = hf["median_s"] / ours["median_s"], ours["peak_gib"] / hf["peak_gib"]
             row(f"{label}: ≥ {speed_target:g}× transformers' throughput", f"{speed:.2f}×", speed >= speed_target)
-            row(f"{label}: ≤ {mem_target:g}× transformers' peak memory (RSS)",
-                f"{mem:.2f}× ({ours['peak_gib']:.2f} vs {hf['peak_gib']:.2f} GiB)", mem <= mem_target)
+            row(
+                f"{label}: ≤ {mem_target:g}× transformers' peak memory (RSS)",
+                f"{mem:.2f}× ({ours['peak_gib']:.2f} vs {hf['peak_gib']:.2f} GiB)",
+                mem <= mem_target,
+            )
             if ours.get("tensor_peak_gib") and hf.get("tensor_peak_gib"):
                 t = ours["tensor_peak_gib"] / hf["tensor_peak_gib"]
-                row(f"{label}: ≤ {mem_target:g}× transformers' peak memory (live tensors)",
-                    f"{t:.2f}× ({ours['tensor_peak_gib']:.2f} vs {hf['tensor_peak_gib']:.2f} GiB)", t <= mem_target)
-    sweep = sorted((r for r in records if r["case"] == "sweep_m" and r["impl"] == "ours" and r["precision"] == "fp32"
-                    and r["mode"] == "forward" and not r["compile"] and r.get("median_s")
-                    and 16_384 <= r["size"] <= 2**20),
-                   key=lambda r: r["size"])
+                row(
+                    f"{label}: ≤ {mem_target:g}× transformers' peak memory (live tensors)",
+                    f"{t:.2f}× ({ours['tensor_peak_gib']:.2f} vs {hf['tensor_peak_gib']:.2f} GiB)",
+                    t <= mem_target,
+                )
+    sweep = sorted(
+        (
+            r
+            for r in records
+            if r["case"] == "sweep_m"
+            and r["impl"] == "ours"
+            and r["precision"] == "fp32"
+            and r["mode"] == "forward"
+            and not r["compile"]
+            and r.get("median_s")
+            and 16_384 <= r["size"] <= 2**20
+        ),
+        key=lambda r: r["size"],
+    )
     if len(sweep) >= 2:
         per = [r["median_s"] / r["size"] for r in sweep]
         mid = sorted(per)[len(per) // 2]
         spread = max(abs(p / mid - 1) for p in per)
-        row("time per input element flat within ±15% from M = 16k to 1M",
+        row(
+            "time per input element flat within ±15% from M = 16k to 1M",
             " / ".join(f"{p * 1e9:.0f}" for p in per) + f" ns (±{100 * spread:.0f}% around the median)",
-            spread <= 0.15)
+            spread <= 0.15,
+        )
         slope = [(b["peak_gib"] - a["peak_gib"]) / (b["size"] - a["size"]) * 2**30 for a, b in zip(sweep, sweep[1:])]
         row("peak memory linear in M", "bytes per added element: " + " / ".join(f"{s:.0f}" for s in slope), None)
         top = sweep[-1]
@@ -174,8 +209,11 @@ def targets(records: list[dict]) -> str:
             row("1M-element input encodes in under 8 GB", f"{top['peak_gib']:.2f} GiB", top["peak_gib"] < 8)
     kin = _get(records, case="kinetics", impl="ours", mode="forward", precision="fp32", compile=False)
     if kin:
-        row("full Kinetics reconstruction under 4 GB peak", f"{kin['peak_gib']:.2f} GiB in {kin['median_s']:.0f} s",
-            kin["peak_gib"] < 4)
+        row(
+            "full Kinetics reconstruction under 4 GB peak",
+            f"{kin['peak_gib']:.2f} GiB in {kin['median_s']:.0f} s",
+            kin["peak_gib"] < 4,
+        )
     return "\n".join(rows)
 
 
@@ -192,9 +230,19 @@ def plot(records: list[dict], path: Path) -> bool:
         letter = "M (input elements)" if case == "sweep_m" else "O (output queries)"
         for mode, style in (("forward", "-"), ("train", "--")):
             for color, impl in enumerate(("ours", "hf", "lucidrains")):
-                rs = sorted((r for r in records if r["case"] == case and r["impl"] == impl and r["mode"] == mode
-                             and r["precision"] == "fp32" and not r["compile"] and r.get("median_s")),
-                            key=lambda r: r["size"])
+                rs = sorted(
+                    (
+                        r
+                        for r in records
+                        if r["case"] == case
+                        and r["impl"] == impl
+                        and r["mode"] == mode
+                        and r["precision"] == "fp32"
+                        and not r["compile"]
+                        and r.get("median_s")
+                    ),
+                    key=lambda r: r["size"],
+                )
                 if not rs:
                     continue
                 xs = [r["size"] for r in rs]
@@ -209,8 +257,9 @@ def plot(records: list[dict], path: Path) -> bool:
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle("Perceiver IO, fp32, small latent array: forward and training-step time and peak memory against "
-                 "M and O")
+    fig.suptitle(
+        "Perceiver IO, fp32, small latent array: forward and training-step time and peak memory against M and O"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

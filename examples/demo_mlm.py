@@ -15,9 +15,9 @@ import math
 import random
 import time
 from collections import Counter
+from pydoc_data.topics import topics
 
 import torch
-from pydoc_data.topics import topics
 
 from perceiverio import (
     ByteTokenizer,
@@ -36,7 +36,10 @@ def corpus() -> tuple[str, str]:
     names = sorted(topics)
     random.Random(0).shuffle(names)
     cut = int(0.9 * len(names))
-    join = lambda keys: "\n\n".join(" ".join(topics[k].split()) for k in keys)  # noqa: E731
+
+    def join(keys: list[str]) -> str:
+        return "\n\n".join(" ".join(topics[k].split()) for k in keys)
+
     return join(names[:cut]), join(names[cut:])
 
 
@@ -47,7 +50,7 @@ def windows(ids: list[int], n: int, rng: random.Random) -> list[list[int]]:
         i = rng.randrange(0, len(ids) - SEQ_LEN - 1)
         while i > 0 and ids[i - 1] != ord(" ") + 6:
             i -= 1
-        out.append(ids[i: i + SEQ_LEN])
+        out.append(ids[i : i + SEQ_LEN])
     return out
 
 
@@ -55,9 +58,15 @@ def model_config() -> MaskedLanguageModelConfig:
     return MaskedLanguageModelConfig(
         max_seq_len=SEQ_LEN,
         num_input_channels=128,
-        encoder=EncoderConfig(num_latents=64, num_latent_channels=192, num_cross_attention_heads=4,
-                              num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=96,
-                              v_channels=192),
+        encoder=EncoderConfig(
+            num_latents=64,
+            num_latent_channels=192,
+            num_cross_attention_heads=4,
+            num_self_attention_heads=4,
+            num_self_attends_per_block=4,
+            qk_channels=96,
+            v_channels=192,
+        ),
         decoder=DecoderConfig(num_query_channels=128, num_heads=4, qk_channels=96, v_channels=128),
         embedding_init_scale=0.02,
     )
@@ -142,9 +151,12 @@ def main() -> None:
     print(f"  validation masked-byte accuracy {100 * acc:.1f}%  ({bpb:.2f} bits per masked byte)")
     print(f"  unigram baseline (always {tok.decode([most_common])!r}) {100 * baseline:.1f}%")
     model.eval()
-    for text, word in [("The return statement leaves the current function call.", "function"),
-                       ("A for loop iterates over the items of a sequence.", "sequence")]:
-        print(f"  fill-mask: {text.replace(word, '[' + '_' * len(word) + ']')}\n          -> {fill_mask(model, tok, text, word)}")
+    for text, word in [
+        ("The return statement leaves the current function call.", "function"),
+        ("A for loop iterates over the items of a sequence.", "sequence"),
+    ]:
+        masked = text.replace(word, "[" + "_" * len(word) + "]")
+        print(f"  fill-mask: {masked}\n          -> {fill_mask(model, tok, text, word)}")
 
 
 if __name__ == "__main__":

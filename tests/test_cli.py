@@ -37,9 +37,16 @@ def test_unknown_command():
 
 def test_convert_hf_reproduces_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    config = transformers.PerceiverConfig(num_latents=6, d_latents=32, d_model=16, num_self_attends_per_block=2,
-                                          num_self_attention_heads=4, num_cross_attention_heads=2,
-                                          max_position_embeddings=24, num_labels=3)
+    config = transformers.PerceiverConfig(
+        num_latents=6,
+        d_latents=32,
+        d_model=16,
+        num_self_attends_per_block=2,
+        num_self_attention_heads=4,
+        num_cross_attention_heads=2,
+        max_position_embeddings=24,
+        num_labels=3,
+    )
     hf = transformers.PerceiverForSequenceClassification(config).eval()
     hf.save_pretrained(tmp_path / "hf")
     main(["convert", "hf", str(tmp_path / "hf"), str(tmp_path / "ours")])
@@ -72,8 +79,16 @@ def test_convert_haiku_with_config_for_other_heads(tmp_path):
     model = MaskedLanguageModel(MaskedLanguageModelConfig.tiny()).eval()  # 4 heads
     model.save_pretrained(tmp_path / "reference")
     (tmp_path / "params.pickle").write_bytes(pickle.dumps(to_haiku(model)))
-    main(["convert", "haiku", str(tmp_path / "params.pickle"), str(tmp_path / "out"), "--config",
-          str(tmp_path / "reference" / "config.json")])
+    main(
+        [
+            "convert",
+            "haiku",
+            str(tmp_path / "params.pickle"),
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "reference" / "config.json"),
+        ]
+    )
     ids = torch.randint(0, 262, (2, 30))
     with torch.no_grad():
         loaded = MaskedLanguageModel.from_pretrained(tmp_path / "out")
@@ -122,10 +137,29 @@ def test_fill_mask_fills_exactly_the_marked_bytes(tmp_path, capsys):
 
 def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    main(["fit", "--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar",
-          "false", "--trainer.enable_model_summary", "false", "--export.dirpath", str(tmp_path / "model"),
-          "--progress.every_n_steps", "2", "--trainer.limit_val_batches", "2", "--trainer.val_check_interval", "4",
-          "--trainer.check_val_every_n_epoch", "null"])
+    main(
+        [
+            "fit",
+            "--trainer.max_steps",
+            "4",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--export.dirpath",
+            str(tmp_path / "model"),
+            "--progress.every_n_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.val_check_interval",
+            "4",
+            "--trainer.check_val_every_n_epoch",
+            "null",
+        ]
+    )
     model = MaskedLanguageModel.from_pretrained(tmp_path / "model")
     assert model.config.max_seq_len == 128
     assert model.config.routing_init == "local"  # the demo recipe (configs/mlm.yaml)
@@ -140,7 +174,8 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     from perceiverio.training import MaskedLanguageModelTask
 
     task = MaskedLanguageModelTask.load_from_checkpoint(
-        tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+        tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
     assert task.model.config == model.config and task.optimizer_config.name == "adamw"
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in task.model.state_dict().items())
 
@@ -166,8 +201,19 @@ def test_model_options_are_one_level_below_model(capsys):
     config's fields directly, and --print_config shows them there."""
     import yaml
 
-    config = yaml.safe_load(_print_config(capsys, "--model.encoder.num_latents", "48", "--model.max_seq_len", "96",
-                                          "--model.optimizer.lr", "3e-4", "--data.masking", "whole_word"))
+    config = yaml.safe_load(
+        _print_config(
+            capsys,
+            "--model.encoder.num_latents",
+            "48",
+            "--model.max_seq_len",
+            "96",
+            "--model.optimizer.lr",
+            "3e-4",
+            "--data.masking",
+            "whole_word",
+        )
+    )
     model = config["model"]["init_args"]
     assert config["model"]["class_path"].endswith("MaskedLanguageModelTask") and "model" not in model
     assert model["encoder"]["num_latents"] == 48 and model["max_seq_len"] == 96

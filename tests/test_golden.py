@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN, assert_close_rel
 
 from perceiverio import ByteTokenizer, MaskedLanguageModel
 from perceiverio.core import (
@@ -23,20 +24,32 @@ from perceiverio.core import (
 )
 from perceiverio.weights import to_haiku
 
-from conftest import GOLDEN, assert_close_rel
-
 # ------------------------------------------------------------------------------------------ a: generic Perceiver IO
 CASE_A = "a_encoder_basic_decoder_masked"
 CONFIG_A = PerceiverIOConfig(  # the exact kwargs of the JSON sidecar
     num_input_channels=12,
     num_output_queries=7,
     encoder=EncoderConfig(
-        num_latents=16, num_latent_channels=32, num_cross_attention_heads=2, num_self_attention_heads=4,
-        num_self_attends_per_block=2, num_blocks=2, qk_channels=16, v_channels=32,
-        cross_attention_widening_factor=2, self_attention_widening_factor=2, use_query_residual=True,
+        num_latents=16,
+        num_latent_channels=32,
+        num_cross_attention_heads=2,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=2,
+        num_blocks=2,
+        qk_channels=16,
+        v_channels=32,
+        cross_attention_widening_factor=2,
+        self_attention_widening_factor=2,
+        use_query_residual=True,
     ),
-    decoder=DecoderConfig(num_query_channels=24, num_output_channels=5, num_heads=2, qk_channels=16, v_channels=12,
-                          use_query_residual=False),
+    decoder=DecoderConfig(
+        num_query_channels=24,
+        num_output_channels=5,
+        num_heads=2,
+        qk_channels=16,
+        v_channels=12,
+        use_query_residual=False,
+    ),
 )
 
 
@@ -49,10 +62,13 @@ def case_a(golden):
     return model, arrays
 
 
-@pytest.mark.parametrize("mask_key, output_key", [
-    ("input/input_mask", "output/output"),
-    ("input/input_mask_fully_padded_example", "output/output_fully_padded_example"),
-])
+@pytest.mark.parametrize(
+    "mask_key, output_key",
+    [
+        ("input/input_mask", "output/output"),
+        ("input/input_mask_fully_padded_example", "output/output_fully_padded_example"),
+    ],
+)
 def test_a_perceiver_io_outputs(case_a, mask_key, output_key):
     model, arrays = case_a
     x = torch.from_numpy(arrays["input/inputs"])
@@ -114,13 +130,24 @@ def test_b_inferred_config(case_b):
     assert (cfg.vocab_size, cfg.max_seq_len, cfg.num_input_channels) == (262, 64, 32)
     e = cfg.encoder
     assert (e.num_latents, e.num_latent_channels, e.num_self_attends_per_block, e.num_blocks) == (
-        enc["z_index_dim"], enc["num_z_channels"], enc["num_self_attends_per_block"], enc["num_blocks"])
+        enc["z_index_dim"],
+        enc["num_z_channels"],
+        enc["num_self_attends_per_block"],
+        enc["num_blocks"],
+    )
     assert (e.num_cross_attention_heads, e.num_self_attention_heads) == (
-        enc["num_cross_attend_heads"], enc["num_self_attend_heads"])
+        enc["num_cross_attend_heads"],
+        enc["num_self_attend_heads"],
+    )
     assert (e.qk_channels, e.v_channels) == (enc["qk_channels"], enc["v_channels"])
     d = cfg.decoder
     assert (d.num_heads, d.qk_channels, d.v_channels, d.num_output_channels, d.use_query_residual) == (
-        dec["num_heads"], dec["qk_channels"], dec["v_channels"], None, dec["use_query_residual"])
+        dec["num_heads"],
+        dec["qk_channels"],
+        dec["v_channels"],
+        None,
+        dec["use_query_residual"],
+    )
 
 
 def test_b_language_mlm_logits(case_b):
@@ -184,8 +211,11 @@ def test_f_grid_positions(case_f):
     arrays, _ = case_f
     grid = linear_positions((5, 7))
     np.testing.assert_allclose(grid.numpy(), arrays["input/grid2d_5x7/linear_positions"], rtol=0, atol=1e-6)
-    for key, dims in (("input/grid2d_5x7/pos", (5, 7)), ("input/grid1d_10/pos", (10,)),
-                      ("input/grid3d_2x3x4/pos", (2, 3, 4))):
+    for key, dims in (
+        ("input/grid2d_5x7/pos", (5, 7)),
+        ("input/grid1d_10/pos", (10,)),
+        ("input/grid3d_2x3x4/pos", (2, 3, 4)),
+    ):
         pos = linear_positions(dims).reshape(-1, len(dims))  # flattened row-major
         np.testing.assert_allclose(pos.numpy(), arrays[key], rtol=0, atol=1e-6)
 
@@ -204,8 +234,13 @@ def test_f_subsampled_positions(case_f):
 def test_f_fourier_position_encoding_module(case_f):
     arrays, meta = case_f
     kw = meta["calls"]["output/module/FourierPositionEncoding_5x7_batch2"]["kw"]
-    enc = FourierPositionEncoding((5, 7), num_bands=kw["num_bands"], max_resolution=kw["max_resolution"],
-                                  concat_pos=kw["concat_pos"], sine_only=kw["sine_only"])
+    enc = FourierPositionEncoding(
+        (5, 7),
+        num_bands=kw["num_bands"],
+        max_resolution=kw["max_resolution"],
+        concat_pos=kw["concat_pos"],
+        sine_only=kw["sine_only"],
+    )
     expected = arrays["output/module/FourierPositionEncoding_5x7_batch2"]
     assert_close_rel(enc(2, positions=_t(arrays["input/grid2d_5x7/pos"])), expected)
     assert_close_rel(enc(2), expected)  # our own grid: low frequencies, so the 1-ulp position noise is harmless
@@ -215,8 +250,9 @@ def test_f_decoder_queries(case_f):
     """``BasicDecoder.decoder_query`` with Fourier queries: the full grid, and flat subsampled indices."""
     arrays, meta = case_f
     fk = meta["calls"]["output/module/BasicDecoder_decoder_query_full"]["kw"]["fourier_position_encoding_kwargs"]
-    enc = FourierPositionEncoding((5, 7), num_bands=fk["num_bands"], concat_pos=fk["concat_pos"],
-                                  sine_only=fk["sine_only"])
+    enc = FourierPositionEncoding(
+        (5, 7), num_bands=fk["num_bands"], concat_pos=fk["concat_pos"], sine_only=fk["sine_only"]
+    )
     assert_close_rel(enc(2), arrays["output/module/BasicDecoder_decoder_query_full"])
     expected = arrays["output/module/BasicDecoder_decoder_query_subsampled"]
     assert_close_rel(enc(2, positions=_t(arrays["input/subsampled/pos"])), expected)

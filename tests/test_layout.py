@@ -15,8 +15,17 @@ import perceiverio
 PACKAGE = Path(perceiverio.__file__).parent
 # the layer of each first-level name under perceiverio (a subpackage or a top-level module)
 # ("perceiverio": names taken from the facade ``perceiverio/__init__.py``, which imports everything)
-LAYERS = {"tokenizer": 0, "core": 0, "adapters": 1, "tasks": 2, "weights": 3, "data": 4, "training": 4, "cli": 5,
-          "perceiverio": 6}
+LAYERS = {
+    "tokenizer": 0,
+    "core": 0,
+    "adapters": 1,
+    "tasks": 2,
+    "weights": 3,
+    "data": 4,
+    "training": 4,
+    "cli": 5,
+    "perceiverio": 6,
+}
 
 
 def _unit(module: str) -> str | None:
@@ -63,15 +72,19 @@ def _edges() -> list[tuple[str, str, str]]:
 
 
 def test_every_unit_has_a_layer():
-    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
+    units = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")
+    }
     assert units <= set(LAYERS), f"give these a layer in LAYERS: {sorted(units - set(LAYERS))}"
 
 
 def test_imports_run_one_way():
     against = [where for source, target, where in _edges() if LAYERS.get(target, 0) > LAYERS.get(source, 0)]
     assert not against, "imports against core ← adapters ← tasks ← weights ← data/training ← cli:\n" + "\n".join(
-        against)
+        against
+    )
 
 
 def test_no_cycle_between_units():

@@ -13,14 +13,20 @@ TEXTS = ["hello", "héllo wörld", "emoji 🙂👍🏽", "中文字符", "", "ta
 
 def test_id_layout():
     tok = ByteTokenizer()
-    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.mask_token_id, tok.cls_token_id,
-            tok.sep_token_id) == (0, 1, 2, 3, 4, 5)
+    assert (
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+        tok.mask_token_id,
+        tok.cls_token_id,
+        tok.sep_token_id,
+    ) == (0, 1, 2, 3, 4, 5)
     assert tok.vocab_size == VOCAB_SIZE == 262
     assert tok.encode("a") == [ord("a") + 6]
     assert tok.encode("\x00") == [6]
     assert tok.encode("\xff") == [0xC3 + 6, 0xBF + 6]  # UTF-8 bytes, not code points
     ids = tok.encode("€")
-    assert ids == [b + 6 for b in "€".encode("utf-8")] == [0xE2 + 6, 0x82 + 6, 0xAC + 6]
+    assert ids == [b + 6 for b in "€".encode()] == [0xE2 + 6, 0x82 + 6, 0xAC + 6]
     assert max(tok.encode(bytes(range(128)).decode("ascii"))) == 127 + 6
 
 
@@ -83,7 +89,8 @@ def test_truncation():
     assert enc.input_ids.tolist() == [[4, 110, 107, 114, 114, 5]]
     # short texts are untouched
     assert tok("ab", truncation=True, max_length=6, add_special_tokens=True).input_ids.tolist() == [
-        [CLS_ID, 103, 104, SEP_ID]]
+        [CLS_ID, 103, 104, SEP_ID]
+    ]
 
 
 def test_unpadded_lists_and_single_text():
@@ -203,8 +210,7 @@ def test_mask_prob_edge_cases():
     assert not none.input_ids.eq(MASK_ID).any()
     everything = WholeWordMaskingCollator(mask_prob=1.0)(texts)
     for b, text in enumerate(texts):
-        n_words = _check_whole_word(text, everything.input_ids[b], everything.labels[b],
-                                    everything.attention_mask[b])
+        n_words = _check_whole_word(text, everything.input_ids[b], everything.labels[b], everything.attention_mask[b])
         assert n_words == len(text.split())
     assert everything.input_ids[0, 4] == ord(" ") + 6  # spaces stay
     for bad in (-0.1, 1.5):

@@ -2,6 +2,7 @@
 
 from .adapters import AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig
 from .core import DecoderConfig, EncoderConfig, PerceiverConfig, PerceiverIO, PerceiverIOConfig, set_value_checks
+from .data import ByteMaskingCollator, WholeWordMaskingCollator
 from .tasks import (
     ImageClassifier,
     ImageClassifierConfig,
@@ -18,18 +19,37 @@ from .tasks import (
     SetModel,
     SetModelConfig,
 )
-from .data import ByteMaskingCollator, WholeWordMaskingCollator
 from .tokenizer import BatchEncoding, ByteTokenizer
 from .weights import registry as _registry  # noqa: F401  (imported for its effect: installs the weight methods)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioAdapterConfig", "BatchEncoding", "ByteMaskingCollator", "ByteTokenizer", "DecoderConfig", "EncoderConfig",
+    "AudioAdapterConfig",
+    "BatchEncoding",
+    "ByteMaskingCollator",
+    "ByteTokenizer",
+    "DecoderConfig",
+    "EncoderConfig",
     "ImageAdapterConfig",
-    "ImageClassifier", "ImageClassifierConfig", "LabelAdapterConfig", "MaskedLanguageModel",
-    "MaskedLanguageModelConfig", "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier",
-    "MultitaskClassifierConfig", "OpticalFlow", "OpticalFlowConfig", "PerceiverConfig", "PerceiverIO",
-    "PerceiverIOConfig", "SequenceClassifier", "SequenceClassifierConfig", "SetModel", "SetModelConfig",
-    "WholeWordMaskingCollator", "set_value_checks",
+    "ImageClassifier",
+    "ImageClassifierConfig",
+    "LabelAdapterConfig",
+    "MaskedLanguageModel",
+    "MaskedLanguageModelConfig",
+    "MultimodalAutoencoder",
+    "MultimodalAutoencoderConfig",
+    "MultitaskClassifier",
+    "MultitaskClassifierConfig",
+    "OpticalFlow",
+    "OpticalFlowConfig",
+    "PerceiverConfig",
+    "PerceiverIO",
+    "PerceiverIOConfig",
+    "SequenceClassifier",
+    "SequenceClassifierConfig",
+    "SetModel",
+    "SetModelConfig",
+    "WholeWordMaskingCollator",
+    "set_value_checks",
 ]

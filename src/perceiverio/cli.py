@@ -40,8 +40,8 @@ def _lightning(argv: list[str]) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from .training.callbacks import ExportCallback, ProgressLog
     from .training.base import PerceiverTask
+    from .training.callbacks import ExportCallback, ProgressLog
 
     class PerceiverCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -63,20 +63,30 @@ def _lightning(argv: list[str]) -> None:
     saved, sys.argv = sys.argv, [sys.argv[0] if sys.argv and sys.argv[0] else "perceiverio", *argv]
     try:
         PerceiverCLI(
-            PerceiverTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            seed_everything_default=0, save_config_kwargs={"overwrite": True},
+            PerceiverTask,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
             # the best accelerator found (GPUs, all of them, else the CPU): see docs/gpu.md; a progress bar on a
             # terminal, plain ProgressLog lines in a log file or CI output
-            trainer_defaults={"default_root_dir": "runs", "accelerator": "auto", "devices": "auto",
-                              "enable_progress_bar": sys.stderr.isatty()},
+            trainer_defaults={
+                "default_root_dir": "runs",
+                "accelerator": "auto",
+                "devices": "auto",
+                "enable_progress_bar": sys.stderr.isatty(),
+            },
             parser_kwargs={"exit_on_error": False},
         )
     except ArgumentError as e:  # a config typo, a wrong type: one line, no usage dump
         old = next((a for a in argv if a.startswith(("--model.model.", "--model.init_args.model."))), None)
         if old is not None:  # the spelling before the task modules took their model config's fields directly
             new = "--model." + old.split(".model.", 1)[1]
-            raise SystemExit(f"perceiverio {argv[0]}: {old.split('=')[0]} is now {new.split('=')[0]} (the model "
-                             "config's fields are options of the task module)") from None
+            raise SystemExit(
+                f"perceiverio {argv[0]}: {old.split('=')[0]} is now {new.split('=')[0]} (the model "
+                "config's fields are options of the task module)"
+            ) from None
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)} (see --help or --print_config)") from None
     except (ValueError, FileNotFoundError) as e:  # a missing data path, bad data, an invalid model config
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)}") from None
@@ -93,7 +103,7 @@ def _first_line(error: BaseException) -> str:
         if not text.startswith("- ") or text[2:].startswith(("Expected a ", "Given value", "Does not validate")):
             continue
         cause, indent = text[2:], len(line) - len(line.lstrip())
-        for detail in lines[i + 1:]:
+        for detail in lines[i + 1 :]:
             if not cause.endswith(":") or len(detail) - len(detail.lstrip()) <= indent:
                 break
             cause += " " + detail.strip()
@@ -114,8 +124,13 @@ def _share_log_version(trainer) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ convert
-_TASKS = {"mlm": "MaskedLanguageModel", "classifier": "SequenceClassifier", "image": "ImageClassifier",
-          "flow": "OpticalFlow", "multimodal": "MultimodalAutoencoder"}
+_TASKS = {
+    "mlm": "MaskedLanguageModel",
+    "classifier": "SequenceClassifier",
+    "image": "ImageClassifier",
+    "flow": "OpticalFlow",
+    "multimodal": "MultimodalAutoencoder",
+}
 
 
 def _model_class(name: str):
@@ -132,8 +147,9 @@ def _hf_class(source: str | Path, revision: str | None):
     archs = read_config(source, revision).get("architectures") or []
     cls = model_class_for(archs)
     if cls is None:
-        raise SystemExit(f"perceiverio convert hf: config.json names architectures {archs}; pass --task one of "
-                         f"{sorted(_TASKS)}")
+        raise SystemExit(
+            f"perceiverio convert hf: config.json names architectures {archs}; pass --task one of {sorted(_TASKS)}"
+        )
     return cls
 
 
@@ -142,32 +158,50 @@ def _haiku_task(path: Path) -> str:
 
     params, _ = read_haiku(path)
     modules = {k.split("/")[0] for k in params}
-    for marker, name in (("multimodal_decoder", "MultimodalAutoencoder"), ("flow_decoder", "OpticalFlow"),
-                         ("embedding_decoder", "MaskedLanguageModel"), ("image_preprocessor", "ImageClassifier"),
-                         ("embed", "SequenceClassifier")):
+    for marker, name in (
+        ("multimodal_decoder", "MultimodalAutoencoder"),
+        ("flow_decoder", "OpticalFlow"),
+        ("embedding_decoder", "MaskedLanguageModel"),
+        ("image_preprocessor", "ImageClassifier"),
+        ("embed", "SequenceClassifier"),
+    ):
         if marker in modules:
             return name
-    raise SystemExit(f"perceiverio convert haiku: cannot tell the model from modules {sorted(modules)[:8]}; "
-                     f"pass --task one of {sorted(_TASKS)}")
+    raise SystemExit(
+        f"perceiverio convert haiku: cannot tell the model from modules {sorted(modules)[:8]}; "
+        f"pass --task one of {sorted(_TASKS)}"
+    )
 
 
 def _convert(argv: list[str]) -> None:
     from .weights.hub import is_repo_id
 
-    parser = argparse.ArgumentParser(prog="perceiverio convert",
-                                     description="Convert transformers or Haiku weights to a perceiverio folder.")
-    parser.add_argument("source_kind", choices=["hf", "haiku"],
-                        help="hf: a transformers folder or Hugging Face Hub repository id; haiku: .pickle/.npz")
-    parser.add_argument("source", help="hf: a folder or an org/name Hub repository id (fetched into the Hub cache); "
-                                       "haiku: a params file")
+    parser = argparse.ArgumentParser(
+        prog="perceiverio convert", description="Convert transformers or Haiku weights to a perceiverio folder."
+    )
+    parser.add_argument(
+        "source_kind",
+        choices=["hf", "haiku"],
+        help="hf: a transformers folder or Hugging Face Hub repository id; haiku: .pickle/.npz",
+    )
+    parser.add_argument(
+        "source",
+        help="hf: a folder or an org/name Hub repository id (fetched into the Hub cache); haiku: a params file",
+    )
     parser.add_argument("output", type=Path, help="folder to write model.safetensors + config.json into")
     parser.add_argument("--task", choices=sorted(_TASKS), help="model kind (default: inferred)")
-    parser.add_argument("--config", type=Path,
-                        help="a perceiverio config.json whose model config to use (e.g. head counts, which Haiku "
-                             "arrays do not reveal; default: inferred with the released models' head counts)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a perceiverio config.json whose model config to use (e.g. head counts, which Haiku "
+        "arrays do not reveal; default: inferred with the released models' head counts)",
+    )
     parser.add_argument("--revision", help="hf from the Hub only: branch, tag or commit (default: main)")
-    parser.add_argument("--official-masking", action="store_true",
-                        help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly")
+    parser.add_argument(
+        "--official-masking",
+        action="store_true",
+        help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly",
+    )
     args = parser.parse_args(argv)
     from_hub = args.source_kind == "hf" and is_repo_id(args.source)
     if not from_hub and not Path(args.source).exists():
@@ -231,8 +265,9 @@ def fill_mask(model, text: str, word: str | None = None, mask_char: str | None =
 
 
 def _fill_mask(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="perceiverio fill-mask",
-                                     description="Mask bytes of a text and print the model's filling.")
+    parser = argparse.ArgumentParser(
+        prog="perceiverio fill-mask", description="Mask bytes of a text and print the model's filling."
+    )
     parser.add_argument("model", type=Path, help="a folder with model.safetensors + config.json")
     parser.add_argument("--text", required=True)
     what = parser.add_mutually_exclusive_group(required=True)
@@ -259,8 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         return _fill_mask(argv[1:])
     if argv[0] in LIGHTNING_COMMANDS:
         return _lightning(argv)
-    raise SystemExit(f"perceiverio: unknown command {argv[0]!r}; expected one of "
-                     f"{', '.join((*LIGHTNING_COMMANDS, 'convert', 'fill-mask'))}")
+    raise SystemExit(
+        f"perceiverio: unknown command {argv[0]!r}; expected one of "
+        f"{', '.join((*LIGHTNING_COMMANDS, 'convert', 'fill-mask'))}"
+    )
 
 
 if __name__ == "__main__":

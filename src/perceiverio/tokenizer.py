@@ -32,7 +32,9 @@ class BatchEncoding:
         return [k for k in ("input_ids", "attention_mask", "labels") if getattr(self, k) is not None]
 
     def to(self, device: torch.device | str) -> BatchEncoding:
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return t.to(device) if isinstance(t, torch.Tensor) else t
+
         return BatchEncoding(move(self.input_ids), move(self.attention_mask), move(self.labels))
 
 
@@ -111,8 +113,7 @@ class ByteTokenizer:
         if target is not None:
             too_long = [len(s) for s in seqs if len(s) > target]
             if too_long:
-                raise ValueError(f"a text has {max(too_long)} ids, more than max_length={target}; "
-                                 "pass truncation=True")
+                raise ValueError(f"a text has {max(too_long)} ids, more than max_length={target}; pass truncation=True")
             masks = [[1] * len(s) + [0] * (target - len(s)) for s in seqs]
             seqs = [s + [PAD_ID] * (target - len(s)) for s in seqs]
         else:

@@ -15,11 +15,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-import huggingface_hub  # noqa: E402
+import huggingface_hub  # noqa: E402 (after importorskip)
 
-from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier  # noqa: E402
-from perceiverio.cli import main  # noqa: E402
-from perceiverio.weights import hub  # noqa: E402
+from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig, SequenceClassifier  # noqa: E402 (after importorskip)
+from perceiverio.cli import main  # noqa: E402 (after importorskip)
+from perceiverio.weights import hub  # noqa: E402 (after importorskip)
 
 NAME = "deepmind/language-perceiver"
 COMMIT, OTHER = "a" * 40, "b" * 40
@@ -27,9 +27,16 @@ COMMIT, OTHER = "a" * 40, "b" * 40
 
 def _tiny_hf_mlm(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    config = transformers.PerceiverConfig(num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=2,
-                                          num_self_attention_heads=8, num_cross_attention_heads=8, vocab_size=30,
-                                          max_position_embeddings=24)
+    config = transformers.PerceiverConfig(
+        num_latents=8,
+        d_latents=32,
+        d_model=16,
+        num_self_attends_per_block=2,
+        num_self_attention_heads=8,
+        num_cross_attention_heads=8,
+        vocab_size=30,
+        max_position_embeddings=24,
+    )
     model = transformers.PerceiverForMaskedLM(config).eval()
     with torch.no_grad():
         for p in model.parameters():  # non-trivial everywhere (LayerNorms 1/0 and the MLM bias 0 after init)

@@ -9,14 +9,34 @@ import pickle
 import pytest
 import torch
 
-from perceiverio import (ImageClassifier, ImageClassifierConfig, MaskedLanguageModel, MaskedLanguageModelConfig,
-                         MultimodalAutoencoder, MultimodalAutoencoderConfig, MultitaskClassifier,
-                         MultitaskClassifierConfig, OpticalFlow, OpticalFlowConfig, SequenceClassifier,
-                         SequenceClassifierConfig, SetModel, SetModelConfig)
+from perceiverio import (
+    ImageClassifier,
+    ImageClassifierConfig,
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    MultimodalAutoencoder,
+    MultimodalAutoencoderConfig,
+    MultitaskClassifier,
+    MultitaskClassifierConfig,
+    OpticalFlow,
+    OpticalFlowConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+    SetModel,
+    SetModelConfig,
+)
 from perceiverio.weights import to_haiku
 
-INITIALISERS = ("trunc_normal_", "normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_", "zeros_", "ones_",
-                "constant_")
+INITIALISERS = (
+    "trunc_normal_",
+    "normal_",
+    "uniform_",
+    "kaiming_uniform_",
+    "xavier_uniform_",
+    "zeros_",
+    "ones_",
+    "constant_",
+)
 
 
 @pytest.fixture
@@ -67,10 +87,15 @@ def test_from_pretrained_does_not_initialise_and_keeps_the_tie(tmp_path, no_init
         assert not torch.equal(loaded(ids).logits, eager(ids).logits)
 
 
-MODELS = [(MaskedLanguageModel, MaskedLanguageModelConfig), (SequenceClassifier, SequenceClassifierConfig),
-          (MultitaskClassifier, MultitaskClassifierConfig), (ImageClassifier, ImageClassifierConfig),
-          (OpticalFlow, OpticalFlowConfig), (MultimodalAutoencoder, MultimodalAutoencoderConfig),
-          (SetModel, SetModelConfig)]
+MODELS = [
+    (MaskedLanguageModel, MaskedLanguageModelConfig),
+    (SequenceClassifier, SequenceClassifierConfig),
+    (MultitaskClassifier, MultitaskClassifierConfig),
+    (ImageClassifier, ImageClassifierConfig),
+    (OpticalFlow, OpticalFlowConfig),
+    (MultimodalAutoencoder, MultimodalAutoencoderConfig),
+    (SetModel, SetModelConfig),
+]
 
 
 @pytest.mark.parametrize("cls, config_cls", MODELS, ids=[m[0].__name__ for m in MODELS])
@@ -97,8 +122,9 @@ def test_from_haiku_does_not_initialise(no_init):
 
 def test_from_transformers_copies_borrowed_tensors_and_casts(no_init):
     transformers = pytest.importorskip("transformers")
-    config = transformers.PerceiverConfig(num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=2,
-                                          vocab_size=30, max_position_embeddings=24)
+    config = transformers.PerceiverConfig(
+        num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=2, vocab_size=30, max_position_embeddings=24
+    )
     hf = transformers.PerceiverForMaskedLM(config).eval()
     no_init()
     ours = MaskedLanguageModel.from_transformers(hf)

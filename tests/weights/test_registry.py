@@ -6,8 +6,16 @@ import pydoc
 
 import pytest
 
-from perceiverio import (ImageClassifier, MaskedLanguageModel, MultimodalAutoencoder, MultitaskClassifier,
-                         OpticalFlow, PerceiverIO, SequenceClassifier, SetModel)
+from perceiverio import (
+    ImageClassifier,
+    MaskedLanguageModel,
+    MultimodalAutoencoder,
+    MultitaskClassifier,
+    OpticalFlow,
+    PerceiverIO,
+    SequenceClassifier,
+    SetModel,
+)
 from perceiverio.weights.registry import REGISTRY, Converters, converters, model_class_for
 
 # class -> (has from_transformers, has from_haiku)
@@ -55,9 +63,13 @@ def test_subclasses():
 
 
 def test_methods_are_documented():
-    for method in (MaskedLanguageModel.from_transformers, MaskedLanguageModel.from_haiku,
-                   MaskedLanguageModel.from_pretrained, MaskedLanguageModel.save_pretrained,
-                   MaskedLanguageModel.push_to_hub):
+    for method in (
+        MaskedLanguageModel.from_transformers,
+        MaskedLanguageModel.from_haiku,
+        MaskedLanguageModel.from_pretrained,
+        MaskedLanguageModel.save_pretrained,
+        MaskedLanguageModel.push_to_hub,
+    ):
         assert method.__doc__ and len(method.__doc__) > 80, method
     assert MaskedLanguageModel.from_transformers.__self__ is MaskedLanguageModel
     text = pydoc.render_doc(SetModel)  # help() on a class whose loaders are absent still renders

@@ -6,6 +6,12 @@ from .label import LabelAdapterConfig, LabelInputAdapter
 from .text import TextInputAdapter, TiedTokenOutputAdapter
 
 __all__ = [
-    "AudioAdapterConfig", "AudioInputAdapter", "ImageAdapterConfig", "ImageInputAdapter", "LabelAdapterConfig",
-    "LabelInputAdapter", "TextInputAdapter", "TiedTokenOutputAdapter",
+    "AudioAdapterConfig",
+    "AudioInputAdapter",
+    "ImageAdapterConfig",
+    "ImageInputAdapter",
+    "LabelAdapterConfig",
+    "LabelInputAdapter",
+    "TextInputAdapter",
+    "TiedTokenOutputAdapter",
 ]

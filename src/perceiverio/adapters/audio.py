@@ -44,11 +44,14 @@ class AudioAdapterConfig:
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"AudioAdapterConfig.{name} must be a positive int, got {value!r}")
         if self.num_samples % self.samples_per_patch:
-            raise ValueError(f"AudioAdapterConfig: num_samples ({self.num_samples}) must be a multiple of "
-                             f"samples_per_patch ({self.samples_per_patch})")
+            raise ValueError(
+                f"AudioAdapterConfig: num_samples ({self.num_samples}) must be a multiple of "
+                f"samples_per_patch ({self.samples_per_patch})"
+            )
         if self.max_resolution is not None and (not isinstance(self.max_resolution, int) or self.max_resolution <= 0):
-            raise ValueError(f"AudioAdapterConfig.max_resolution must be a positive int or None, got "
-                             f"{self.max_resolution!r}")
+            raise ValueError(
+                f"AudioAdapterConfig.max_resolution must be a positive int or None, got {self.max_resolution!r}"
+            )
 
     @property
     def num_patches(self) -> int:
@@ -77,15 +80,17 @@ class AudioInputAdapter(nn.Module):
     def __init__(self, config: AudioAdapterConfig) -> None:
         super().__init__()
         self.config = config
-        self.position = FourierPositionEncoding(config.num_patches, config.num_bands, (config.resolution,),
-                                                config.concat_pos, config.sine_only)
+        self.position = FourierPositionEncoding(
+            config.num_patches, config.num_bands, (config.resolution,), config.concat_pos, config.sine_only
+        )
         self.num_input_channels = config.num_input_channels
 
     def check_input(self, x: object) -> torch.Tensor:
         cfg = self.config
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"audio must be a tensor [B, {cfg.num_samples}, 1] or [B, {cfg.num_samples}], got "
-                             f"{type(x).__name__}")
+            raise ValueError(
+                f"audio must be a tensor [B, {cfg.num_samples}, 1] or [B, {cfg.num_samples}], got {type(x).__name__}"
+            )
         if x.dim() == 3 and x.shape[-1] == 1:
             x = x[..., 0]
         if x.dim() != 2:
@@ -95,8 +100,9 @@ class AudioInputAdapter(nn.Module):
         if x.shape[0] == 0:
             raise ValueError("empty audio batch")
         if x.shape[1] != cfg.num_samples:
-            raise ValueError(f"audio must have {cfg.num_samples} samples per example (the configured num_samples), "
-                             f"got {x.shape[1]}")
+            raise ValueError(
+                f"audio must have {cfg.num_samples} samples per example (the configured num_samples), got {x.shape[1]}"
+            )
         return x
 
     def forward(self, x: torch.Tensor, return_features: bool = False):

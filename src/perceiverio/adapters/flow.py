@@ -32,7 +32,6 @@ class FlowInputAdapter(ImageInputAdapter):
             raise ValueError(f"{what}: dim 2 must hold 3 colour channels, got {c}")
         return frames
 
-
     def forward(self, frames: torch.Tensor) -> torch.Tensor:  # [B, 2, 3, H, W] -> [B, H·W, C]
         patches = extract_patches_3x3(self.check_frames(frames))  # [B, 2, H, W, 27], order (ph, pw, c)
         return super().forward(patches.movedim(-1, 2))

@@ -57,8 +57,13 @@ class ConvStem(nn.Module):
     (TF SAME pads (2, 3) for even sizes, so the two grids are one pixel apart).
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 64, unpadded_pool: bool = False,
-                 symmetric_conv_padding: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 64,
+        unpadded_pool: bool = False,
+        symmetric_conv_padding: bool = False,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=2, bias=False)
         self.batchnorm = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)
@@ -154,7 +159,7 @@ class ImageInputAdapter(nn.Module):
             self.conv = nn.Conv2d(c, config.num_channels, kernel_size=1, stride=config.spatial_downsample)
             feat = config.num_channels
         elif config.prep_type == "patches":
-            feat = c * config.spatial_downsample ** 2 * config.temporal_downsample
+            feat = c * config.spatial_downsample**2 * config.temporal_downsample
             if config.conv_after_patching:
                 self.patches_linear = nn.Linear(feat, config.num_channels)
                 variance_scaling_(self.patches_linear)
@@ -165,8 +170,9 @@ class ImageInputAdapter(nn.Module):
         grid = self.token_grid(config.image_shape)
         self.position: nn.Module | None = None
         if config.position_encoding == "fourier":
-            self.position = FourierPositionEncoding(grid, config.num_bands, config.max_resolution or grid,
-                                                    config.concat_pos, config.sine_only)
+            self.position = FourierPositionEncoding(
+                grid, config.num_bands, config.max_resolution or grid, config.concat_pos, config.sine_only
+            )
             pos = num_fourier_channels(len(grid), config.num_bands, config.concat_pos, config.sine_only)
             self.pos_projection = nn.Linear(pos, config.project_pos_dim) if config.project_pos_dim else None
         elif config.position_encoding == "trainable":
@@ -188,8 +194,11 @@ class ImageInputAdapter(nn.Module):
             t = (image_shape[0] // cfg.temporal_downsample,) if len(image_shape) == 3 else ()
             grid = t + tuple(n // s for n in image_shape[-2:])
             return grid[1:] if len(grid) == 3 and grid[0] == 1 else grid  # time squeezed when it becomes 1
-        return tuple(math.ceil(n / s) for n in image_shape[-2:]) if len(image_shape) == 2 else (
-            image_shape[0], *(math.ceil(n / s) for n in image_shape[-2:]))
+        return (
+            tuple(math.ceil(n / s) for n in image_shape[-2:])
+            if len(image_shape) == 2
+            else (image_shape[0], *(math.ceil(n / s) for n in image_shape[-2:]))
+        )
 
     def check_input(self, x: object) -> torch.Tensor:
         cfg = self.config
@@ -197,15 +206,18 @@ class ImageInputAdapter(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"expected a {what} tensor, got {type(x).__name__}")
         if x.dim() != rank:
-            raise ValueError(f"expected a {'video' if cfg.is_video else 'image'} batch {what}, got shape "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"expected a {'video' if cfg.is_video else 'image'} batch {what}, got shape {tuple(x.shape)}"
+            )
         if not x.dtype.is_floating_point:
             raise ValueError(f"expected floating-point pixels, got dtype {x.dtype} (convert and normalise first)")
         if x.shape[0] == 0:
             raise ValueError("empty batch")
         if x.shape[-3] != cfg.num_image_channels:
-            raise ValueError(f"expected {cfg.num_image_channels} channels at dim {x.dim() - 3}, got shape "
-                             f"{tuple(x.shape)} (images are [B, C, H, W], channels first)")
+            raise ValueError(
+                f"expected {cfg.num_image_channels} channels at dim {x.dim() - 3}, got shape "
+                f"{tuple(x.shape)} (images are [B, C, H, W], channels first)"
+            )
         return x
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:

@@ -53,14 +53,22 @@ class FourierQueries(nn.Module):
     formula, also used for "every point" so that any chunking gives the same queries).
     """
 
-    def __init__(self, output_index_dims: Sequence[int], num_bands: int, max_resolution: Sequence[int],
-                 concat_pos: bool = True, sine_only: bool = False) -> None:
+    def __init__(
+        self,
+        output_index_dims: Sequence[int],
+        num_bands: int,
+        max_resolution: Sequence[int],
+        concat_pos: bool = True,
+        sine_only: bool = False,
+    ) -> None:
         super().__init__()
         self.output_index_dims = tuple(int(n) for n in output_index_dims)
         self.max_resolution = tuple(int(r) for r in max_resolution)
         if len(self.max_resolution) != len(self.output_index_dims):
-            raise ValueError(f"query max_resolution {self.max_resolution} must have one entry per output dimension "
-                             f"{self.output_index_dims}")
+            raise ValueError(
+                f"query max_resolution {self.max_resolution} must have one entry per output dimension "
+                f"{self.output_index_dims}"
+            )
         self.num_bands, self.concat_pos, self.sine_only = num_bands, concat_pos, sine_only
 
     @property
@@ -105,8 +113,13 @@ class MultimodalInputAdapter(nn.Module):
             switch); here masking happens in training mode, and also in eval mode when this is True.
     """
 
-    def __init__(self, adapters: Mapping[str, nn.Module], min_padding_size: int = 2,
-                 mask_probs: Mapping[str, float] | None = None, apply_mask_in_eval: bool = False) -> None:
+    def __init__(
+        self,
+        adapters: Mapping[str, nn.Module],
+        min_padding_size: int = 2,
+        mask_probs: Mapping[str, float] | None = None,
+        apply_mask_in_eval: bool = False,
+    ) -> None:
         super().__init__()
         names = check_modality_names(adapters, "MultimodalInputAdapter")
         if not isinstance(min_padding_size, int) or min_padding_size < 0:
@@ -132,15 +145,18 @@ class MultimodalInputAdapter(nn.Module):
     def check_inputs(self, inputs: object) -> int:
         """Validates the dict of inputs; returns the batch size."""
         if not isinstance(inputs, Mapping):
-            raise ValueError(f"inputs must be a dict {{modality: tensor}} with keys {self.names}, got "
-                             f"{type(inputs).__name__}")
+            raise ValueError(
+                f"inputs must be a dict {{modality: tensor}} with keys {self.names}, got {type(inputs).__name__}"
+            )
         missing = [n for n in self.names if n not in inputs]
         unknown = sorted(str(k) for k in inputs if k not in self.adapters)
         if missing or unknown:
-            raise ValueError(f"inputs must have exactly the modalities {self.names}: missing {missing}, "
-                             f"unknown {unknown}")
-        sizes = {n: inputs[n].shape[0] for n in self.names if isinstance(inputs[n], torch.Tensor)
-                 and inputs[n].dim() > 0}  # no int(): a symbolic batch size stays symbolic under torch.export
+            raise ValueError(
+                f"inputs must have exactly the modalities {self.names}: missing {missing}, unknown {unknown}"
+            )
+        sizes = {
+            n: inputs[n].shape[0] for n in self.names if isinstance(inputs[n], torch.Tensor) and inputs[n].dim() > 0
+        }  # no int(): a symbolic batch size stays symbolic under torch.export
         first = next(iter(sizes.values()), 0)
         if any(size != first for size in sizes.values()):
             raise ValueError(f"all modalities need the same batch size, got {sizes}")
@@ -163,8 +179,12 @@ class MultimodalInputAdapter(nn.Module):
         m = torch.bernoulli(probs, generator=generator).unsqueeze(-1)  # [B, M_m, 1]
         return (1 - m) * x + m * self.mask_tokens[name].to(x.dtype)
 
-    def forward(self, inputs: Mapping[str, torch.Tensor], apply_mask: bool | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, int]]:
+    def forward(
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        apply_mask: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, int]]:
         self.check_inputs(inputs)
         masking = self.masking_active(apply_mask)
         parts, sizes = [], {}
@@ -221,6 +241,6 @@ class MultimodalOutputAdapter(nn.ModuleDict):
     def forward(self, h: torch.Tensor, sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
         outputs, start = {}, 0
         for name in sorted(sizes):
-            outputs[name] = self[name](h[:, start:start + sizes[name]])
+            outputs[name] = self[name](h[:, start : start + sizes[name]])
             start += sizes[name]
         return outputs

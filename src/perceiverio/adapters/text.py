@@ -18,8 +18,7 @@ class TextInputAdapter(nn.Module):
     ``embedding_init_scale`` is the std of the truncated-normal embedding init (Haiku ``hk.Embed``: 1.0).
     """
 
-    def __init__(self, vocab_size: int, max_seq_len: int, num_channels: int,
-                 embedding_init_scale: float = 1.0) -> None:
+    def __init__(self, vocab_size: int, max_seq_len: int, num_channels: int, embedding_init_scale: float = 1.0) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, num_channels)
         self.position_embedding = TrainablePositionEncoding(max_seq_len, num_channels)

@@ -32,8 +32,9 @@ def checkpointed(owner: nn.Module, fn: Callable) -> Callable:
 class MLP(nn.Module):
     """Linear(C → w·C) → GELU → Linear(w·C → C)."""
 
-    def __init__(self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh",
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh", dropout: float = 0.0
+    ) -> None:
         super().__init__()
         check_choice(activation, ("gelu_tanh", "gelu"), "activation")
         self.fc1 = nn.Linear(num_channels, widening_factor * num_channels)
@@ -92,8 +93,13 @@ class CrossAttentionBlock(nn.Module):
         query_mask: torch.Tensor | None = None,  # [B, O]
     ) -> torch.Tensor:  # [B, O, Cq]
         chunk = self.kv_chunk_size
-        if (chunk and x_kv.shape[1] > chunk and x_kv.device.type == "cpu"
-                and not needs_grad(x_q, x_kv, *self.parameters()) and (self.dropout.p == 0 or not self.training)):
+        if (
+            chunk
+            and x_kv.shape[1] > chunk
+            and x_kv.device.type == "cpu"
+            and not needs_grad(x_q, x_kv, *self.parameters())
+            and (self.dropout.p == 0 or not self.training)
+        ):
             a = self.attention.forward_kv_chunks(self.q_norm(x_q), x_kv, self.kv_norm, chunk, key_mask, query_mask)
         else:
             a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))

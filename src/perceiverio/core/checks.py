@@ -65,8 +65,10 @@ def check_mask(mask: object, shape: tuple[int, int], name: str = "attention_mask
 def check_indices(index: object, name: str) -> torch.Tensor:
     """An integer (not bool) tensor of rank 1 ``[K]`` or 2 ``[B, K]``."""
     if not isinstance(index, torch.Tensor) or index.dim() not in (1, 2):
-        raise ValueError(f"{name} must be an integer tensor of shape [K] or [B, K], got "
-                         f"{tuple(index.shape) if isinstance(index, torch.Tensor) else type(index).__name__}")
+        raise ValueError(
+            f"{name} must be an integer tensor of shape [K] or [B, K], got "
+            f"{tuple(index.shape) if isinstance(index, torch.Tensor) else type(index).__name__}"
+        )
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer indices, got dtype {index.dtype}")
     return index

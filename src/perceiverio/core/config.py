@@ -46,9 +46,16 @@ class EncoderConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("num_latents", "num_latent_channels", "num_cross_attention_heads",
-                     "num_self_attention_heads", "num_self_attends_per_block", "num_blocks",
-                     "cross_attention_widening_factor", "self_attention_widening_factor"):
+        for name in (
+            "num_latents",
+            "num_latent_channels",
+            "num_cross_attention_heads",
+            "num_self_attention_heads",
+            "num_self_attends_per_block",
+            "num_blocks",
+            "cross_attention_widening_factor",
+            "self_attention_widening_factor",
+        ):
             _check_positive(self, name)
         v = self.v_channels if self.v_channels is not None else self.qk_channels
         if v is not None and v != self.num_latent_channels:

@@ -51,8 +51,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.T
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=d**-0.5)[..., :e]
 
 
-def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                      budget: int = LOW_PRECISION_SCORE_BUDGET) -> torch.Tensor:
+def chunked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    budget: int = LOW_PRECISION_SCORE_BUDGET,
+) -> torch.Tensor:
     """softmax(Q Kᵀ / sqrt(d)) V with explicit matmuls, ``budget`` score elements at a time.
 
     ``q [B, h, O, d]``, ``k [B, h, M, d]``, ``v [B, h, M, e]``; ``attn_mask``: bool ``[B, 1, 1, M]`` (True = attend)
@@ -72,10 +77,10 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_ma
     outs = []
     for start in range(0, o, chunk):
         if bias is None:
-            scores = torch.matmul(q[:, :, start:start + chunk], kt)  # [B, h, c, M]
+            scores = torch.matmul(q[:, :, start : start + chunk], kt)  # [B, h, c, M]
         else:
-            rows = bias if bias.shape[1] == 1 else bias[:, start:start + chunk]
-            scores = torch.baddbmm(rows, q[:, start:start + chunk], kt).unflatten(0, (b, h))  # [B, h, c, M]
+            rows = bias if bias.shape[1] == 1 else bias[:, start : start + chunk]
+            scores = torch.baddbmm(rows, q[:, start : start + chunk], kt).unflatten(0, (b, h))  # [B, h, c, M]
         outs.append(torch.matmul(scores.softmax(dim=-1), v))  # [B, h, c, e]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
@@ -85,8 +90,9 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_ma
 _FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax(Q Kᵀ / sqrt(d)) V ``[B, h, O, e]``, log-sum-exp of the scores ``[B, h, O, 1]``), both in float32.
 
     ``attn_mask``: an additive float32 bias broadcastable to ``[B, h, O, M]`` (-inf = masked), or bool (True =
@@ -104,8 +110,7 @@ def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
             pass
     scores = torch.matmul(q * d**-0.5, k.transpose(-1, -2))  # [B, h, O, M]
     if attn_mask is not None:
-        scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
-                  else scores + attn_mask)
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # [B, h, O, 1]
     p = torch.exp(scores - lse.masked_fill(torch.isinf(lse), 0.0))
     return torch.matmul(p, v), lse
@@ -145,9 +150,13 @@ class OnlineSoftmax:
         return self.acc
 
 
-def attend_kv_chunks(q: torch.Tensor, x_kv: torch.Tensor,
-                     keys_values: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                     chunk_size: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+def attend_kv_chunks(
+    q: torch.Tensor,
+    x_kv: torch.Tensor,
+    keys_values: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    chunk_size: int,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
     """softmax(Q Kᵀ / sqrt(d)) V over ``M = x_kv.shape[1]`` inputs, ``chunk_size`` at a time, in float32.
 
     ``q [B, h, O, d]``; ``keys_values`` maps a slice ``x_kv[:, i:j]`` to its keys ``[B, h, c, d]`` and values
@@ -156,8 +165,8 @@ def attend_kv_chunks(q: torch.Tensor, x_kv: torch.Tensor,
     """
     state = OnlineSoftmax()
     for start in range(0, x_kv.shape[1], chunk_size):
-        k, v = keys_values(x_kv[:, start:start + chunk_size])
-        state.add(q, k, v, None if keep is None else keep[..., start:start + chunk_size])
+        k, v = keys_values(x_kv[:, start : start + chunk_size])
+        state.add(q, k, v, None if keep is None else keep[..., start : start + chunk_size])
     return state.result()  # [B, h, O, e]
 
 

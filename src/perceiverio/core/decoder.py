@@ -22,14 +22,28 @@ class PerceiverDecoder(nn.Module):
     only the queries and outputs, not the ``[B, O, ·]`` hidden states.
     """
 
-    def __init__(self, config: DecoderConfig, num_latent_channels: int, activation: Activation = "gelu_tanh",
-                 masking: Masking = "official") -> None:
+    def __init__(
+        self,
+        config: DecoderConfig,
+        num_latent_channels: int,
+        activation: Activation = "gelu_tanh",
+        masking: Masking = "official",
+    ) -> None:
         super().__init__()
         self.config = config
         e = config.num_query_channels
         self.cross_attention = CrossAttentionBlock(
-            e, num_latent_channels, config.num_heads, config.qk_channels, config.v_channels, config.widening_factor,
-            config.use_query_residual, config.dropout, activation, masking)
+            e,
+            num_latent_channels,
+            config.num_heads,
+            config.qk_channels,
+            config.v_channels,
+            config.widening_factor,
+            config.use_query_residual,
+            config.dropout,
+            activation,
+            masking,
+        )
         out = config.num_output_channels
         self.projection = nn.Linear(e, out) if out is not None else None
         self.masking = masking

@@ -22,23 +22,39 @@ class PerceiverEncoder(nn.Module):
     the input of each layer and the latents, no ``[B, M, ·]`` projection of the input.
     """
 
-    def __init__(self, config: EncoderConfig, num_input_channels: int, activation: Activation = "gelu_tanh",
-                 masking: Masking = "official") -> None:
+    def __init__(
+        self,
+        config: EncoderConfig,
+        num_input_channels: int,
+        activation: Activation = "gelu_tanh",
+        masking: Masking = "official",
+    ) -> None:
         super().__init__()
         self.config = config
         self.num_input_channels = num_input_channels
         d = config.num_latent_channels
         self.latents = nn.Parameter(torch.empty(config.num_latents, d))  # [N, D]
-        shared = dict(num_qk_channels=config.qk_channels, num_v_channels=config.v_channels, dropout=config.dropout,
-                      activation=activation, masking=masking)  # the official code gives both attentions these
+        shared = dict(
+            num_qk_channels=config.qk_channels,
+            num_v_channels=config.v_channels,
+            dropout=config.dropout,
+            activation=activation,
+            masking=masking,
+        )  # the official code gives both attentions these
         self.cross_attention = CrossAttentionBlock(
-            d, num_input_channels, config.num_cross_attention_heads,
-            widening_factor=config.cross_attention_widening_factor, use_query_residual=config.use_query_residual,
-            **shared)
+            d,
+            num_input_channels,
+            config.num_cross_attention_heads,
+            widening_factor=config.cross_attention_widening_factor,
+            use_query_residual=config.use_query_residual,
+            **shared,
+        )
         self.self_attention = nn.ModuleList(  # L distinct layers, applied num_blocks times
-            SelfAttentionBlock(d, config.num_self_attention_heads,
-                               widening_factor=config.self_attention_widening_factor, **shared)
-            for _ in range(config.num_self_attends_per_block))
+            SelfAttentionBlock(
+                d, config.num_self_attention_heads, widening_factor=config.self_attention_widening_factor, **shared
+            )
+            for _ in range(config.num_self_attends_per_block)
+        )
         self.gradient_checkpointing = False
         self.reset_parameters()
 

@@ -46,8 +46,9 @@ def build_encoder(config: PerceiverConfig, num_input_channels: int) -> Perceiver
 
 def build_decoder(config: PerceiverConfig, decoder: DecoderConfig | None = None) -> PerceiverDecoder:
     """The decoder of ``config`` (or of ``decoder``, a variant of ``config.decoder``) reading the latents."""
-    return PerceiverDecoder(decoder or config.decoder, config.encoder.num_latent_channels, config.activation,
-                            config.masking)
+    return PerceiverDecoder(
+        decoder or config.decoder, config.encoder.num_latent_channels, config.activation, config.masking
+    )
 
 
 class PerceiverIO(nn.Module):
@@ -62,8 +63,15 @@ class PerceiverIO(nn.Module):
         config: the model's frozen config (saved with the weights).
     """
 
-    def __init__(self, input_adapter: nn.Module | None, encoder: PerceiverEncoder, output_queries: nn.Module,
-                 decoder: PerceiverDecoder, output_adapter: nn.Module | None = None, config: object = None) -> None:
+    def __init__(
+        self,
+        input_adapter: nn.Module | None,
+        encoder: PerceiverEncoder,
+        output_queries: nn.Module,
+        decoder: PerceiverDecoder,
+        output_adapter: nn.Module | None = None,
+        config: object = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.input_adapter = input_adapter
@@ -101,15 +109,25 @@ class PerceiverIO(nn.Module):
         x = self.adapt(inputs)  # [B, M, C]
         return self.encoder(x, check_mask(input_mask, tuple(x.shape[:2]), "input_mask"))
 
-    def decode(self, latents: torch.Tensor, queries: torch.Tensor, query_mask: torch.Tensor | None = None,
-               chunk_size: int | None = None) -> object:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        queries: torch.Tensor,
+        query_mask: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+    ) -> object:
         """Latents ``[B, N, D]`` and queries ``[B, O, E]`` -> the output adapter's output."""
         y = self.decoder(queries, latents, query_mask, chunk_size)  # [B, O, F]
         return self.output_adapter(y) if self.output_adapter is not None else y
 
-    def forward(self, inputs: object, input_mask: torch.Tensor | None = None,
-                query_index: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
-                chunk_size: int | None = None) -> object:
+    def forward(
+        self,
+        inputs: object,
+        input_mask: torch.Tensor | None = None,
+        query_index: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+    ) -> object:
         """``query_index`` (``[K]`` or ``[B, K]``) decodes only those queries: rows equal the full decoding's.
         ``chunk_size`` decodes that many queries at a time (same result, bounded memory)."""
         x = self.adapt(inputs)  # [B, M, C]

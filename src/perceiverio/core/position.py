@@ -29,8 +29,9 @@ def _dims(index_dims: int | Sequence[int]) -> tuple[int, ...]:
     return dims
 
 
-def linear_positions(index_dims: int | Sequence[int], *, device: torch.device | None = None,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def linear_positions(
+    index_dims: int | Sequence[int], *, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Grid positions in [-1, 1] (both ends included): ``[*index_dims, d]``."""
     axes = [torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype) for n in _dims(index_dims)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
@@ -82,9 +83,14 @@ class FourierPositionEncoding(nn.Module):
     them, which is how Fourier models accept any image size.
     """
 
-    def __init__(self, index_dims: int | Sequence[int], num_bands: int,
-                 max_resolution: Sequence[int] | None = None, concat_pos: bool = True,
-                 sine_only: bool = False) -> None:
+    def __init__(
+        self,
+        index_dims: int | Sequence[int],
+        num_bands: int,
+        max_resolution: Sequence[int] | None = None,
+        concat_pos: bool = True,
+        sine_only: bool = False,
+    ) -> None:
         super().__init__()
         self.index_dims = _dims(index_dims)
         self.max_resolution = tuple(max_resolution) if max_resolution is not None else self.index_dims
@@ -98,15 +104,21 @@ class FourierPositionEncoding(nn.Module):
     def num_channels(self) -> int:
         return num_fourier_channels(len(self.index_dims), self.num_bands, self.concat_pos, self.sine_only)
 
-    def forward(self, batch_size: int, index_dims: Sequence[int] | None = None,
-                positions: torch.Tensor | None = None, device: torch.device | None = None,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def forward(
+        self,
+        batch_size: int,
+        index_dims: Sequence[int] | None = None,
+        positions: torch.Tensor | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
         """``[B, P, C]`` features of the grid (``index_dims`` or the configured one) or of ``positions``
         (``[P, d]`` or ``[B, P, d]``)."""
         if positions is None:
             positions = linear_positions(index_dims or self.index_dims, device=device).flatten(0, -2)  # [P, d]
-        feats = fourier_features(positions.float(), self.num_bands, self.max_resolution, self.concat_pos,
-                                 self.sine_only).to(dtype)
+        feats = fourier_features(
+            positions.float(), self.num_bands, self.max_resolution, self.concat_pos, self.sine_only
+        ).to(dtype)
         return feats.expand(batch_size, -1, -1) if feats.dim() == 2 else feats
 
 
@@ -117,8 +129,13 @@ class TrainablePositionEncoding(nn.Module):
     For a 2-D table (``index_dims=(H, W)``), ``forward(..., index_dims=(H', W'))`` interpolates it bicubically.
     """
 
-    def __init__(self, index_dims: int | Sequence[int], num_channels: int, project_to: int | None = None,
-                 init_scale: float = 0.02) -> None:
+    def __init__(
+        self,
+        index_dims: int | Sequence[int],
+        num_channels: int,
+        project_to: int | None = None,
+        init_scale: float = 0.02,
+    ) -> None:
         super().__init__()
         self.index_dims = _dims(index_dims)
         self.embeddings = nn.Parameter(torch.empty(math.prod(self.index_dims), num_channels))  # [P, C]
@@ -140,8 +157,9 @@ class TrainablePositionEncoding(nn.Module):
     def num_channels(self) -> int:
         return self.projection.out_features if self.projection is not None else self.embeddings.shape[1]
 
-    def forward(self, batch_size: int, index: torch.Tensor | None = None,
-                index_dims: Sequence[int] | None = None) -> torch.Tensor:  # [B, P or K, C]
+    def forward(
+        self, batch_size: int, index: torch.Tensor | None = None, index_dims: Sequence[int] | None = None
+    ) -> torch.Tensor:  # [B, P or K, C]
         table = self.embeddings
         if index_dims is not None and tuple(index_dims) != self.index_dims:
             table = self.interpolate(tuple(index_dims))

@@ -21,8 +21,12 @@ from typing import Any
 from .masking import ByteMaskingCollator, WholeWordMaskingCollator
 
 _LAZY = {
-    "FlowDataModule": "flow", "ImageDataModule": "image", "SyntheticFlowDataset": "synthetic_flow",
-    "TextClassificationDataModule": "text", "TextDataModule": "text", "VideoDataModule": "video",
+    "FlowDataModule": "flow",
+    "ImageDataModule": "image",
+    "SyntheticFlowDataset": "synthetic_flow",
+    "TextClassificationDataModule": "text",
+    "TextDataModule": "text",
+    "VideoDataModule": "video",
 }
 
 __all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator", *_LAZY]

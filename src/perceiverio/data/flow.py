@@ -14,8 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .readers.flow import (UNKNOWN_FLOW, find_flow_pairs, middlebury_motorcycle, read_flo, read_frame, resize_flow,
-                           resize_frames)
+from .readers.flow import (
+    UNKNOWN_FLOW,
+    find_flow_pairs,
+    middlebury_motorcycle,
+    read_flo,
+    read_frame,
+    resize_flow,
+    resize_frames,
+)
 from .sampling import ListDataset, check_positive, loader
 from .synthetic_flow import SyntheticFlowDataset
 
@@ -27,18 +34,26 @@ def _to_unit(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).movedim(-1, -3).float() / 127.5 - 1.0
 
 
-def make_pair(img1: np.ndarray, img2: np.ndarray, flow: np.ndarray, valid: np.ndarray | None,
-              size: tuple[int, int], source: str = "pair") -> dict[str, torch.Tensor]:
+def make_pair(
+    img1: np.ndarray,
+    img2: np.ndarray,
+    flow: np.ndarray,
+    valid: np.ndarray | None,
+    size: tuple[int, int],
+    source: str = "pair",
+) -> dict[str, torch.Tensor]:
     """Two uint8 ``[h, w, 3]`` frames and ``[h, w, 2]`` flow -> an item cropped (centred, to the aspect ratio of
     ``size``) and resized to ``size`` = (H, W), flow vectors rescaled to the new grid."""
     if img1.shape != img2.shape or img1.shape[:2] != flow.shape[:2]:
-        raise ValueError(f"{source}: frames {img1.shape[:2]}, {img2.shape[:2]} and flow {flow.shape[:2]} differ in "
-                         "size")
+        raise ValueError(
+            f"{source}: frames {img1.shape[:2]}, {img2.shape[:2]} and flow {flow.shape[:2]} differ in size"
+        )
     known = np.isfinite(flow).all(-1) & (np.abs(flow) < UNKNOWN_FLOW).all(-1)
     valid = known if valid is None else (known & valid)
     frames = resize_frames(_to_unit(np.stack([img1, img2])), size).clamp(-1.0, 1.0)
-    fl, ok = resize_flow(torch.from_numpy(np.where(valid[..., None], flow, 0.0)).permute(2, 0, 1),
-                         torch.from_numpy(valid), size)
+    fl, ok = resize_flow(
+        torch.from_numpy(np.where(valid[..., None], flow, 0.0)).permute(2, 0, 1), torch.from_numpy(valid), size
+    )
     return {"frames": frames.contiguous(), "flow": fl.float().contiguous(), "valid": ok}
 
 
@@ -78,22 +93,32 @@ class FlowDataModule(L.LightningDataModule):
     seeded).
     """
 
-    def __init__(self, path: str | None = None, image_size: tuple[int, int] = (64, 96), num_train: int = 2000,
-                 num_val: int = 64, batch_size: int = 8, max_displacement: float = 6.0,
-                 val_source: str = "synthetic", num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        image_size: tuple[int, int] = (64, 96),
+        num_train: int = 2000,
+        num_val: int = 64,
+        batch_size: int = 8,
+        max_displacement: float = 6.0,
+        val_source: str = "synthetic",
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         image_size = tuple(int(s) for s in image_size)
         if len(image_size) != 2 or min(image_size) < 2:
             raise ValueError(f"image_size must be (H, W) with sizes ≥ 2, got {image_size!r}")
-        check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size,
-                       max_displacement=max_displacement)
+        check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size, max_displacement=max_displacement)
         if val_source not in VAL_SOURCES:
             raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
         if val_source == "path" and path is None:
             raise ValueError("val_source='path' needs a path")
         if path is not None and not Path(path).expanduser().is_dir():
-            raise ValueError(f"flow path {path!r} is not a folder; expected FlyingChairs-style pairs "
-                             "(NAME-img0.ppm, NAME-img1.ppm, NAME-gt.flo)")
+            raise ValueError(
+                f"flow path {path!r} is not a folder; expected FlyingChairs-style pairs "
+                "(NAME-img0.ppm, NAME-img1.ppm, NAME-gt.flo)"
+            )
         self.save_hyperparameters()
         self.path, self.image_size, self.num_train, self.num_val = path, image_size, num_train, num_val
         self.batch_size, self.max_displacement, self.val_source = batch_size, max_displacement, val_source
@@ -106,8 +131,9 @@ class FlowDataModule(L.LightningDataModule):
         if self.val_source == "path" and (root / "val").is_dir():
             train_root = root / "train" if (root / "train").is_dir() else root
             triples = [t for t in find_flow_pairs(train_root) if root / "val" not in t[0].parents]
-            return FlowFolderDataset(triples, self.image_size), \
-                FlowFolderDataset(find_flow_pairs(root / "val"), self.image_size)
+            return FlowFolderDataset(triples, self.image_size), FlowFolderDataset(
+                find_flow_pairs(root / "val"), self.image_size
+            )
         triples = find_flow_pairs(root)
         if self.val_source != "path":
             return FlowFolderDataset(triples, self.image_size), None
@@ -115,8 +141,9 @@ class FlowDataModule(L.LightningDataModule):
             raise ValueError(f"flow folder {self.path!r} has {len(triples)} pair(s); need 2 to hold one out")
         order = np.random.default_rng(self.seed).permutation(len(triples))
         n_val = min(self.num_val, len(triples) - 1)
-        return FlowFolderDataset([triples[i] for i in np.sort(order[n_val:])], self.image_size), \
-            FlowFolderDataset([triples[i] for i in np.sort(order[:n_val])], self.image_size)
+        return FlowFolderDataset([triples[i] for i in np.sort(order[n_val:])], self.image_size), FlowFolderDataset(
+            [triples[i] for i in np.sort(order[:n_val])], self.image_size
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

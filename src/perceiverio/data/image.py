@@ -37,8 +37,9 @@ class _Images(Dataset):
     """``get(i)`` -> ``([c, h, w] float in [0, 1], label)``; resized to ``size``, replicated to ``channels``
     when the source has one, then standardised with ``mean``/``std`` when given."""
 
-    def __init__(self, get: Callable[[int], tuple[torch.Tensor, int]], n: int, size: tuple[int, int],
-                 channels: int) -> None:
+    def __init__(
+        self, get: Callable[[int], tuple[torch.Tensor, int]], n: int, size: tuple[int, int], channels: int
+    ) -> None:
         self.get, self.n, self.size, self.channels = get, n, tuple(size), channels
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
@@ -92,9 +93,17 @@ class ImageDataModule(L.LightningDataModule):
     ``image_size`` = (H, W) and converted to ``channels`` (1 = grayscale, 3 = RGB).
     """
 
-    def __init__(self, path: str | None = None, image_size: tuple[int, int] = (32, 32), channels: int = 3,
-                 batch_size: int = 64, val_fraction: float = 0.1, normalize: bool = True, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        image_size: tuple[int, int] = (32, 32),
+        channels: int = 3,
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        normalize: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         image_size = tuple(int(s) for s in image_size)
         if len(image_size) != 2 or min(image_size) <= 0:
@@ -104,8 +113,10 @@ class ImageDataModule(L.LightningDataModule):
         check_positive(batch_size=batch_size)
         check_fraction("val_fraction", val_fraction)
         if path is not None and not Path(path).expanduser().is_dir():
-            raise ValueError(f"image path {path!r} is not a folder; expected IDX files (train-images-idx3-ubyte"
-                             "[.gz], ...) or one subfolder of images per class")
+            raise ValueError(
+                f"image path {path!r} is not a folder; expected IDX files (train-images-idx3-ubyte"
+                "[.gz], ...) or one subfolder of images per class"
+            )
         self.save_hyperparameters()
         self.path, self.image_size, self.channels = path, image_size, channels
         self.batch_size, self.val_fraction, self.normalize = batch_size, val_fraction, normalize
@@ -129,8 +140,10 @@ class ImageDataModule(L.LightningDataModule):
             x, y = load_digits()
             tr, va = self._split(len(x))
             self.class_names = [str(i) for i in range(10)]
-            return (_Images(_ArrayImages(x[tr], y[tr], 16.0), len(tr), size, c),
-                    _Images(_ArrayImages(x[va], y[va], 16.0), len(va), size, c))
+            return (
+                _Images(_ArrayImages(x[tr], y[tr], 16.0), len(tr), size, c),
+                _Images(_ArrayImages(x[va], y[va], 16.0), len(va), size, c),
+            )
         root = Path(self.path).expanduser()
         if ("train", "images") in find_idx_files(root):
             data = read_idx_dataset(root)
@@ -142,8 +155,10 @@ class ImageDataModule(L.LightningDataModule):
                 x, y, xv, yv = x[tr], y[tr], x[va], y[va]
             k = int(max(y.max(), yv.max())) + 1
             self.class_names = [str(i) for i in range(k)]
-            return (_Images(_ArrayImages(x, y, 255.0), len(x), size, c),
-                    _Images(_ArrayImages(xv, yv, 255.0), len(xv), size, c))
+            return (
+                _Images(_ArrayImages(x, y, 255.0), len(x), size, c),
+                _Images(_ArrayImages(xv, yv, 255.0), len(xv), size, c),
+            )
         val_dir = next((root / d for d in _VAL_DIRS if (root / d).is_dir()), None)
         if (root / "train").is_dir() and val_dir is not None:
             files, labels, names = list_image_folder(root / "train")
@@ -156,8 +171,10 @@ class ImageDataModule(L.LightningDataModule):
         if not vfiles:
             raise ValueError(f"validation folder {str(val_dir)!r} has no images")
         self.class_names = names
-        return (_Images(_FileImages(files, labels, c, size), len(files), size, c),
-                _Images(_FileImages(vfiles, vlabels, c, size), len(vfiles), size, c))
+        return (
+            _Images(_FileImages(files, labels, c, size), len(files), size, c),
+            _Images(_FileImages(vfiles, vlabels, c, size), len(vfiles), size, c),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -165,8 +182,11 @@ class ImageDataModule(L.LightningDataModule):
         train, val = self._datasets()
         if self.normalize:
             n = len(train)
-            idx = np.arange(n) if n <= MAX_STAT_IMAGES else \
-                np.sort(np.random.default_rng([self.seed, 2]).choice(n, MAX_STAT_IMAGES, replace=False))
+            idx = (
+                np.arange(n)
+                if n <= MAX_STAT_IMAGES
+                else np.sort(np.random.default_rng([self.seed, 2]).choice(n, MAX_STAT_IMAGES, replace=False))
+            )
             s = torch.zeros(self.channels, dtype=torch.float64)
             s2 = torch.zeros(self.channels, dtype=torch.float64)
             for i in tqdm(idx, desc="image statistics", unit="img", disable=len(idx) < 1000 or self.path is None):

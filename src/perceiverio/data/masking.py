@@ -38,8 +38,13 @@ class WholeWordMaskingCollator:
         generator: a ``torch.Generator`` for reproducible masks.
     """
 
-    def __init__(self, tokenizer: ByteTokenizer | None = None, mask_prob: float = 0.15,
-                 max_length: int | None = None, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: ByteTokenizer | None = None,
+        mask_prob: float = 0.15,
+        max_length: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if not 0.0 <= mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
         self.tokenizer = tokenizer or ByteTokenizer()

@@ -75,14 +75,29 @@ class ListDataset(Dataset):
         return self.items[i]
 
 
-def loader(dataset: Dataset, batch_size: int, num_workers: int, collate_fn: Callable | None = None,
-           sampler: Sampler | None = None, shuffle: bool = False, seed: int = 0,
-           drop_last: bool = False) -> DataLoader:
+def loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable | None = None,
+    sampler: Sampler | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
     """A DataLoader with our defaults: seeded shuffling, persistent workers when there are workers."""
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
-                      sampler=sampler, num_workers=num_workers, collate_fn=collate_fn, generator=generator,
-                      persistent_workers=num_workers > 0, drop_last=drop_last)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        drop_last=drop_last,
+    )
 
 
 def check_positive(**values: float) -> None:
@@ -100,10 +115,13 @@ def pad_collate(items: list[dict[str, torch.Tensor]], length: int | None = None)
     """Pad ``input_ids`` (PAD), ``attention_mask`` (0) and 1-D ``labels`` (-100) to ``length`` (None: the longest
     item); other keys are stacked."""
     n = max(len(it["input_ids"]) for it in items) if length is None else length
-    out = {"input_ids": torch.full((len(items), n), PAD_ID, dtype=torch.long),
-           "attention_mask": torch.zeros((len(items), n), dtype=torch.long)}
-    per_token = "labels" in items[0] and items[0]["labels"].dim() == 1 and \
-        len(items[0]["labels"]) == len(items[0]["input_ids"])
+    out = {
+        "input_ids": torch.full((len(items), n), PAD_ID, dtype=torch.long),
+        "attention_mask": torch.zeros((len(items), n), dtype=torch.long),
+    }
+    per_token = (
+        "labels" in items[0] and items[0]["labels"].dim() == 1 and len(items[0]["labels"]) == len(items[0]["input_ids"])
+    )
     if per_token:
         out["labels"] = torch.full((len(items), n), IGNORE_INDEX, dtype=torch.long)
     for b, it in enumerate(items):

@@ -50,8 +50,11 @@ class Layer:
     def texture(self, q: np.ndarray) -> np.ndarray:
         """``q`` [N, 2] (x, y) -> colours [N, 3] in (-1, 1)."""
         arg = 2.0 * np.pi * (q @ self.freqs.T)  # [N, J]; a·cos(arg + φ) = a·cos φ·cos(arg) - a·sin φ·sin(arg)
-        return np.tanh(self.offset + np.cos(arg) @ (self.amps * np.cos(self.phases))
-                       - np.sin(arg) @ (self.amps * np.sin(self.phases)))
+        return np.tanh(
+            self.offset
+            + np.cos(arg) @ (self.amps * np.cos(self.phases))
+            - np.sin(arg) @ (self.amps * np.sin(self.phases))
+        )
 
     def move(self, p: np.ndarray) -> np.ndarray:
         return (p - self.c) @ self.M.T + self.c + self.t
@@ -115,14 +118,17 @@ class Scene:
 def _texture(rng: np.random.Generator) -> dict[str, np.ndarray]:
     lam = np.exp(rng.uniform(np.log(WAVELENGTHS[0]), np.log(WAVELENGTHS[1]), NUM_WAVES))
     theta = rng.uniform(0, 2 * np.pi, NUM_WAVES)
-    return {"freqs": np.stack([np.cos(theta), np.sin(theta)], 1) / lam[:, None],
-            "phases": rng.uniform(0, 2 * np.pi, (NUM_WAVES, 3)),
-            "amps": rng.uniform(0.1, 0.3, (NUM_WAVES, 3)) * rng.choice([-1.0, 1.0], (NUM_WAVES, 3)),
-            "offset": rng.uniform(-0.5, 0.5, 3)}
+    return {
+        "freqs": np.stack([np.cos(theta), np.sin(theta)], 1) / lam[:, None],
+        "phases": rng.uniform(0, 2 * np.pi, (NUM_WAVES, 3)),
+        "amps": rng.uniform(0.1, 0.3, (NUM_WAVES, 3)) * rng.choice([-1.0, 1.0], (NUM_WAVES, 3)),
+        "offset": rng.uniform(-0.5, 0.5, 3),
+    }
 
 
-def _motion(rng: np.random.Generator, c: np.ndarray, image_size: tuple[int, int],
-            max_displacement: float) -> dict[str, np.ndarray]:
+def _motion(
+    rng: np.random.Generator, c: np.ndarray, image_size: tuple[int, int], max_displacement: float
+) -> dict[str, np.ndarray]:
     angle = rng.uniform(-0.06, 0.06)
     scale = np.exp(rng.uniform(-0.06, 0.06, 2))
     shear = rng.uniform(-0.04, 0.04)
@@ -138,8 +144,9 @@ def _motion(rng: np.random.Generator, c: np.ndarray, image_size: tuple[int, int]
     return {"M": M, "c": c, "t": t}
 
 
-def make_scene(rng: np.random.Generator, image_size: tuple[int, int], max_displacement: float,
-               num_objects: int | None = None) -> Scene:
+def make_scene(
+    rng: np.random.Generator, image_size: tuple[int, int], max_displacement: float, num_objects: int | None = None
+) -> Scene:
     h, w = image_size
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
     layers = [Layer(**_texture(rng), **_motion(rng, centre, image_size, max_displacement))]
@@ -147,8 +154,15 @@ def make_scene(rng: np.random.Generator, image_size: tuple[int, int], max_displa
     for _ in range(n):
         c = np.array([rng.uniform(0.2, 0.8) * (w - 1), rng.uniform(0.2, 0.8) * (h - 1)])
         radii = rng.uniform(0.12, 0.3, 2) * min(h, w)
-        layers.append(Layer(**_texture(rng), **_motion(rng, c, image_size, max_displacement), radii=radii,
-                            angle=float(rng.uniform(0, np.pi)), power=float(rng.choice([2.0, 4.0]))))
+        layers.append(
+            Layer(
+                **_texture(rng),
+                **_motion(rng, c, image_size, max_displacement),
+                radii=radii,
+                angle=float(rng.uniform(0, np.pi)),
+                power=float(rng.choice([2.0, 4.0])),
+            )
+        )
     return Scene(layers, image_size)
 
 
@@ -159,11 +173,19 @@ class SyntheticFlowDataset(Dataset):
     bool (all True)}``. ``stream`` separates independent sets (0 training, 1 validation).
     """
 
-    def __init__(self, num_samples: int, image_size: tuple[int, int] = (64, 96), max_displacement: float = 6.0,
-                 seed: int = 0, stream: int = 0) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        image_size: tuple[int, int] = (64, 96),
+        max_displacement: float = 6.0,
+        seed: int = 0,
+        stream: int = 0,
+    ) -> None:
         if num_samples <= 0 or max_displacement <= 0 or min(image_size) < 2:
-            raise ValueError(f"SyntheticFlowDataset needs num_samples > 0, max_displacement > 0 and an image of at "
-                             f"least 2×2, got {num_samples}, {max_displacement}, {tuple(image_size)}")
+            raise ValueError(
+                f"SyntheticFlowDataset needs num_samples > 0, max_displacement > 0 and an image of at "
+                f"least 2×2, got {num_samples}, {max_displacement}, {tuple(image_size)}"
+            )
         self.num_samples, self.image_size = int(num_samples), (int(image_size[0]), int(image_size[1]))
         self.max_displacement, self.seed, self.stream = float(max_displacement), int(seed), int(stream)
 
@@ -189,9 +211,11 @@ class SyntheticFlowDataset(Dataset):
         def img(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a.reshape(h, w, 3).transpose(2, 0, 1).astype(np.float32))
 
-        out = {"frames": torch.stack([img(rgb1), img(rgb2)]),
-               "flow": torch.from_numpy(flow.reshape(h, w, 2).transpose(2, 0, 1).astype(np.float32)),
-               "valid": torch.ones(h, w, dtype=torch.bool)}
+        out = {
+            "frames": torch.stack([img(rgb1), img(rgb2)]),
+            "flow": torch.from_numpy(flow.reshape(h, w, 2).transpose(2, 0, 1).astype(np.float32)),
+            "valid": torch.ones(h, w, dtype=torch.bool),
+        }
         if extras:
             target = p + flow
             lay_at_target, _ = scene.layers_at(target, 1)

@@ -17,10 +17,25 @@ from ..core.config import check_choice
 from ..tasks.outputs import IGNORE_INDEX
 from ..tokenizer import NUM_SPECIAL, ByteTokenizer
 from .masking import MASKING_COLLATORS, WholeWordMaskingCollator
-from .readers.text import (check_columns, embedded_topics, find_split_file, load_hf_dataset, read_table, read_texts,
-                           text_files)
-from .sampling import (DescribedDataset, EpochSampler, FixedLengthCollate, ListDataset, check_fraction,
-                       check_positive, loader, pad_collate)
+from .readers.text import (
+    check_columns,
+    embedded_topics,
+    find_split_file,
+    load_hf_dataset,
+    read_table,
+    read_texts,
+    text_files,
+)
+from .sampling import (
+    DescribedDataset,
+    EpochSampler,
+    FixedLengthCollate,
+    ListDataset,
+    check_fraction,
+    check_positive,
+    loader,
+    pad_collate,
+)
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
@@ -77,7 +92,7 @@ class _Windows:
         return end
 
     def window(self, start: int) -> list[int]:
-        return self.ids[start:self.end(start)].tolist()
+        return self.ids[start : self.end(start)].tolist()
 
     def tiling(self) -> list[int]:
         """Starts of consecutive windows covering the whole text once (the validation windows)."""
@@ -132,9 +147,20 @@ class TextDataModule(L.LightningDataModule):
     ``{"input_ids", "attention_mask", "labels"}`` ``[B, seq_len]`` long, labels -100 except at masked bytes.
     """
 
-    def __init__(self, path: str | None = None, dataset: str | None = None, dataset_config: str | None = None,
-                 text_column: str = "text", seq_len: int = 256, batch_size: int = 32, mask_prob: float = 0.15,
-                 val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0, masking: str = "whole_word") -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        dataset: str | None = None,
+        dataset_config: str | None = None,
+        text_column: str = "text",
+        seq_len: int = 256,
+        batch_size: int = 32,
+        mask_prob: float = 0.15,
+        val_fraction: float = 0.1,
+        num_workers: int = 0,
+        seed: int = 0,
+        masking: str = "whole_word",
+    ) -> None:
         super().__init__()
         _check_source(path, dataset)
         check_choice(masking, tuple(MASKING_COLLATORS), "masking")
@@ -168,11 +194,11 @@ class TextDataModule(L.LightningDataModule):
         train_name = "train" if "train" in dd else splits[0]
         source = f"dataset {self.dataset!r} split {train_name!r}"
         if self.text_column not in dd[train_name].column_names:
-            raise ValueError(f"{source} has no column {self.text_column!r}; columns found: "
-                             f"{', '.join(dd[train_name].column_names)}")
+            raise ValueError(
+                f"{source} has no column {self.text_column!r}; columns found: {', '.join(dd[train_name].column_names)}"
+            )
         train_rows = [t for t in dd[train_name][self.text_column] if t]
-        val_name = next((s for s in ("validation", "valid", "val", "dev", "test") if s in dd and s != train_name),
-                        None)
+        val_name = next((s for s in ("validation", "valid", "val", "dev", "test") if s in dd and s != train_name), None)
         if val_name is not None and self.text_column in dd[val_name].column_names:
             val_rows = [t for t in dd[val_name][self.text_column] if t]
             return "\n\n".join(train_rows), "\n\n".join(val_rows)
@@ -185,16 +211,17 @@ class TextDataModule(L.LightningDataModule):
             return
         train, val = self._read()
         if not train.strip() or not val.strip():
-            raise ValueError(f"text source {self.path or self.dataset or 'pydoc_data.topics'!r} is too small to "
-                             "split into training and validation text")
+            raise ValueError(
+                f"text source {self.path or self.dataset or 'pydoc_data.topics'!r} is too small to "
+                "split into training and validation text"
+            )
         self.train_text, self.val_text = train, val
         self.train_windows = _Windows(train, self.seq_len)
         self.val_windows = _Windows(val, self.seq_len)
         self.windows_per_epoch = max(1, len(self.train_windows.ids) // self.seq_len)
         starts = self.val_windows.tiling()
         seeds = np.random.default_rng([self.seed, 1]).integers(0, 2**62, len(starts))
-        self._val_items = [_mask_one(self.collator, self.val_windows.window(s), int(m))
-                           for s, m in zip(starts, seeds)]
+        self._val_items = [_mask_one(self.collator, self.val_windows.window(s), int(m)) for s, m in zip(starts, seeds)]
 
     def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
         starts = self.train_windows.starts
@@ -210,8 +237,7 @@ class TextDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         self.setup()
-        return loader(ListDataset(self._val_items), self.batch_size, self.num_workers,
-                      FixedLengthCollate(self.seq_len))
+        return loader(ListDataset(self._val_items), self.batch_size, self.num_workers, FixedLengthCollate(self.seq_len))
 
     def unigram_baseline(self) -> tuple[int, float]:
         """``(id, accuracy)``: the most frequent masked byte id of the validation set and the masked-byte accuracy
@@ -238,15 +264,27 @@ class TextClassificationDataModule(L.LightningDataModule):
     bytes (no special tokens, like the official tokenizer); ``labels`` ``[B]`` long.
     """
 
-    def __init__(self, path: str | None = None, dataset: str | None = None, dataset_config: str | None = None,
-                 train_split: str = "train", val_split: str = "validation", text_column: str = "sentence",
-                 label_column: str = "label", max_length: int = 256, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        dataset: str | None = None,
+        dataset_config: str | None = None,
+        train_split: str = "train",
+        val_split: str = "validation",
+        text_column: str = "sentence",
+        label_column: str = "label",
+        max_length: int = 256,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         _check_source(path, dataset)
         if path is None and dataset is None:
-            raise ValueError("TextClassificationDataModule needs path (a folder or a .tsv/.csv/.jsonl file) or "
-                             "dataset (a Hugging Face dataset)")
+            raise ValueError(
+                "TextClassificationDataModule needs path (a folder or a .tsv/.csv/.jsonl file) or "
+                "dataset (a Hugging Face dataset)"
+            )
         check_positive(max_length=max_length, batch_size=batch_size)
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_config = path, dataset, dataset_config
@@ -275,19 +313,31 @@ class TextClassificationDataModule(L.LightningDataModule):
         out = []
         for split in (self.train_split, self.val_split):
             if split not in dd:
-                raise ValueError(f"dataset {self.dataset!r} has no split {split!r}; splits found: "
-                                 f"{', '.join(dd.keys())}")
+                raise ValueError(
+                    f"dataset {self.dataset!r} has no split {split!r}; splits found: {', '.join(dd.keys())}"
+                )
             ds = dd[split]
             for c in (self.text_column, self.label_column):
                 if c not in ds.column_names:
-                    raise ValueError(f"dataset {self.dataset!r} split {split!r} has no column {c!r}; columns "
-                                     f"found: {', '.join(ds.column_names)}")
-            out.append([{self.text_column: t, self.label_column: y}
-                        for t, y in zip(ds[self.text_column], ds[self.label_column])])
+                    raise ValueError(
+                        f"dataset {self.dataset!r} split {split!r} has no column {c!r}; columns "
+                        f"found: {', '.join(ds.column_names)}"
+                    )
+            out.append(
+                [
+                    {self.text_column: t, self.label_column: y}
+                    for t, y in zip(ds[self.text_column], ds[self.label_column])
+                ]
+            )
         feature = dd[self.train_split].features.get(self.label_column)
         names = list(feature.names) if hasattr(feature, "names") else None
-        return out[0], out[1], f"dataset {self.dataset!r} split {self.train_split!r}", \
-            f"dataset {self.dataset!r} split {self.val_split!r}", names
+        return (
+            out[0],
+            out[1],
+            f"dataset {self.dataset!r} split {self.train_split!r}",
+            f"dataset {self.dataset!r} split {self.val_split!r}",
+            names,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:
@@ -307,8 +357,9 @@ class TextClassificationDataModule(L.LightningDataModule):
             train = [train[i] for i in np.sort(order[n_val:])]
         else:
             check_columns(val, (self.text_column, self.label_column), val_src)
-        train_y, val_y, self._label_names = _encode_labels([r[self.label_column] for r in train],
-                                                           [r[self.label_column] for r in val], names, train_src)
+        train_y, val_y, self._label_names = _encode_labels(
+            [r[self.label_column] for r in train], [r[self.label_column] for r in val], names, train_src
+        )
         tok = ByteTokenizer()
 
         def encode(rows: list[dict], ys: list[int], src: str) -> list[dict[str, torch.Tensor]]:
@@ -318,9 +369,13 @@ class TextClassificationDataModule(L.LightningDataModule):
                 if not isinstance(text, str):
                     raise ValueError(f"{src}: column {self.text_column!r} holds {type(text).__name__}, not text")
                 ids = tok.encode(text or " ")[: self.max_length]  # an empty text reads as one space
-                items.append({"input_ids": torch.tensor(ids, dtype=torch.long),
-                              "attention_mask": torch.ones(len(ids), dtype=torch.long),
-                              "labels": torch.tensor(y, dtype=torch.long)})
+                items.append(
+                    {
+                        "input_ids": torch.tensor(ids, dtype=torch.long),
+                        "attention_mask": torch.ones(len(ids), dtype=torch.long),
+                        "labels": torch.tensor(y, dtype=torch.long),
+                    }
+                )
             return items
 
         self._train, self._val = encode(train, train_y, train_src), encode(val, val_y, val_src)
@@ -337,8 +392,9 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         self.setup()
-        return loader(ListDataset(self._train), self.batch_size, self.num_workers, pad_collate, shuffle=True,
-                      seed=self.seed)
+        return loader(
+            ListDataset(self._train), self.batch_size, self.num_workers, pad_collate, shuffle=True, seed=self.seed
+        )
 
     def val_dataloader(self):
         self.setup()
@@ -360,8 +416,9 @@ def _as_int(v: Any) -> int | None:
     return None
 
 
-def _encode_labels(train: list[Any], val: list[Any], names: list[str] | None,
-                   source: str) -> tuple[list[int], list[int], list[str]]:
+def _encode_labels(
+    train: list[Any], val: list[Any], names: list[str] | None, source: str
+) -> tuple[list[int], list[int], list[str]]:
     """Class ids for train/val labels and the class names: ints stay ids (names "0".."K-1" unless the dataset
     names them), anything else becomes ids in sorted order of the distinct values."""
     ints = [_as_int(v) for v in train + val]
@@ -373,9 +430,9 @@ def _encode_labels(train: list[Any], val: list[Any], names: list[str] | None,
             label_names = list(names)
         else:
             label_names = [str(i) for i in range(k)]
-        return ints[: len(train)], ints[len(train):], label_names
+        return ints[: len(train)], ints[len(train) :], label_names
     values = [str(v) for v in train + val]
     label_names = sorted(set(values))
     index = {n: i for i, n in enumerate(label_names)}
     ids = [index[v] for v in values]
-    return ids[: len(train)], ids[len(train):], label_names
+    return ids[: len(train)], ids[len(train) :], label_names

@@ -27,15 +27,22 @@ class _Clips:
     """``(video index, first frame)`` -> ``{video [T, 3, H, W] in [0, 1], audio [S, 1], one-hot label [K]}``
     (picklable for worker processes)."""
 
-    def __init__(self, videos: list[DecodedVideo], labels: list[int], num_frames: int, audio_samples: int,
-                 num_classes: int, names: tuple[str, str, str]) -> None:
+    def __init__(
+        self,
+        videos: list[DecodedVideo],
+        labels: list[int],
+        num_frames: int,
+        audio_samples: int,
+        num_classes: int,
+        names: tuple[str, str, str],
+    ) -> None:
         self.videos, self.labels, self.num_frames = videos, labels, num_frames
         self.audio_samples, self.num_classes, self.names = audio_samples, num_classes, names
 
     def __call__(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
         i, start = description
         v = self.videos[i]
-        frames = v.frames[start:start + self.num_frames].permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+        frames = v.frames[start : start + self.num_frames].permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
         audio = v.audio_window(float(v.times[start]), self.audio_samples)[:, None]  # [S, 1]
         label = torch.zeros(self.num_classes)
         label[self.labels[i]] = 1.0
@@ -59,17 +66,33 @@ class VideoDataModule(L.LightningDataModule):
     16 frames at 25 fps -> 30,720 samples at 48 kHz).
     """
 
-    def __init__(self, path: str | None = None, num_frames: int = 8, image_size: tuple[int, int] = (32, 32),
-                 audio_samples: int = 1920, sample_rate: int = 48000, num_classes: int = 10,
-                 clips_per_epoch: int = 64, batch_size: int = 4,
-                 modality_names: tuple[str, str, str] = ("image", "audio", "label"), num_workers: int = 0,
-                 seed: int = 0, val_fraction: float = 0.2) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        num_frames: int = 8,
+        image_size: tuple[int, int] = (32, 32),
+        audio_samples: int = 1920,
+        sample_rate: int = 48000,
+        num_classes: int = 10,
+        clips_per_epoch: int = 64,
+        batch_size: int = 4,
+        modality_names: tuple[str, str, str] = ("image", "audio", "label"),
+        num_workers: int = 0,
+        seed: int = 0,
+        val_fraction: float = 0.2,
+    ) -> None:
         super().__init__()
         image_size = tuple(int(s) for s in image_size)
         if len(image_size) != 2 or min(image_size) <= 0:
             raise ValueError(f"image_size must be (H, W) with positive sizes, got {image_size!r}")
-        check_positive(num_frames=num_frames, audio_samples=audio_samples, sample_rate=sample_rate,
-                       num_classes=num_classes, clips_per_epoch=clips_per_epoch, batch_size=batch_size)
+        check_positive(
+            num_frames=num_frames,
+            audio_samples=audio_samples,
+            sample_rate=sample_rate,
+            num_classes=num_classes,
+            clips_per_epoch=clips_per_epoch,
+            batch_size=batch_size,
+        )
         check_fraction("val_fraction", val_fraction)
         modality_names = tuple(modality_names)
         if len(modality_names) != 3 or len(set(modality_names)) != 3 or not all(modality_names):
@@ -104,16 +127,17 @@ class VideoDataModule(L.LightningDataModule):
             return
         files, labels, names = self._sources()
         if len(names) > self.num_classes:
-            raise ValueError(f"video folder {self.path!r} has {len(names)} classes, more than num_classes="
-                             f"{self.num_classes}")
+            raise ValueError(
+                f"video folder {self.path!r} has {len(names)} classes, more than num_classes={self.num_classes}"
+            )
         videos = [read_video(f, self.image_size, self.sample_rate) for f in files]
         for v in videos:
             if len(v.frames) < self.num_frames:
-                raise ValueError(f"video {v.path!r} has {len(v.frames)} frames, fewer than num_frames="
-                                 f"{self.num_frames}")
+                raise ValueError(
+                    f"video {v.path!r} has {len(v.frames)} frames, fewer than num_frames={self.num_frames}"
+                )
         self.videos, self.labels, self.class_names = videos, labels, names
-        self._clips = _Clips(videos, labels, self.num_frames, self.audio_samples, self.num_classes,
-                             self.modality_names)
+        self._clips = _Clips(videos, labels, self.num_frames, self.audio_samples, self.num_classes, self.modality_names)
         # training clips start in [0, train_end[v] - T]; validation clips in [val_start[v], N - T]
         self.train_end, val_ranges = [], []
         for v in videos:
@@ -130,7 +154,7 @@ class VideoDataModule(L.LightningDataModule):
         for i, (lo, hi) in enumerate(val_ranges):
             k = min(per_video, hi - lo + 1)
             descriptions += [(i, int(s)) for s in np.unique(np.linspace(lo, hi, k).round().astype(int))]
-        self.val_clips = descriptions[:max(NUM_VAL_CLIPS, len(videos))]
+        self.val_clips = descriptions[: max(NUM_VAL_CLIPS, len(videos))]
         self._val_items = [self._clip(d) for d in self.val_clips]
 
     def _clip(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -145,8 +169,9 @@ class VideoDataModule(L.LightningDataModule):
     def train_dataloader(self):
         self.setup()
         sampler = EpochSampler(self._draw, self.clips_per_epoch, self.seed)
-        return loader(DescribedDataset(self._clips, self.clips_per_epoch), self.batch_size, self.num_workers,
-                      sampler=sampler)
+        return loader(
+            DescribedDataset(self._clips, self.clips_per_epoch), self.batch_size, self.num_workers, sampler=sampler
+        )
 
     def val_dataloader(self):
         self.setup()

@@ -14,8 +14,18 @@ from .multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from .sets import SetModel, SetModelConfig
 
 __all__ = [
-    "ImageClassifier", "ImageClassifierConfig", "MaskedLanguageModel", "MaskedLanguageModelConfig",
-    "MultimodalAutoencoder", "MultimodalAutoencoderConfig", "MultitaskClassifier", "MultitaskClassifierConfig",
-    "OpticalFlow", "OpticalFlowConfig", "SequenceClassifier", "SequenceClassifierConfig", "SetModel",
+    "ImageClassifier",
+    "ImageClassifierConfig",
+    "MaskedLanguageModel",
+    "MaskedLanguageModelConfig",
+    "MultimodalAutoencoder",
+    "MultimodalAutoencoderConfig",
+    "MultitaskClassifier",
+    "MultitaskClassifierConfig",
+    "OpticalFlow",
+    "OpticalFlowConfig",
+    "SequenceClassifier",
+    "SequenceClassifierConfig",
+    "SetModel",
     "SetModelConfig",
 ]

@@ -29,8 +29,12 @@ from ..core.queries import InputQueries
 TRAIN_SIZE = (368, 496)  # (H, W) of the official training crops
 
 _SINTEL_ENCODER = EncoderConfig(
-    num_latents=2048, num_latent_channels=512, num_cross_attention_heads=1, num_self_attention_heads=16,
-    num_self_attends_per_block=24, num_blocks=1,
+    num_latents=2048,
+    num_latent_channels=512,
+    num_cross_attention_heads=1,
+    num_self_attention_heads=16,
+    num_self_attends_per_block=24,
+    num_blocks=1,
 )
 
 
@@ -56,8 +60,9 @@ class OpticalFlowConfig(PerceiverConfig):
     num_patch_channels: int = 64
     num_bands: int = 64
     encoder: EncoderConfig = _SINTEL_ENCODER
-    decoder: DecoderConfig = DecoderConfig(num_query_channels=322, num_output_channels=2, num_heads=1,
-                                           use_query_residual=False)
+    decoder: DecoderConfig = DecoderConfig(
+        num_query_channels=322, num_output_channels=2, num_heads=1, use_query_residual=False
+    )
     rescale_factor: float = 100.0
     output_scale: float = 20.0
     decoder_chunk_size: int | None = 16384
@@ -76,7 +81,8 @@ class OpticalFlowConfig(PerceiverConfig):
         if self.decoder.num_query_channels != self.num_input_channels:
             raise ValueError(
                 f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the token width "
-                f"num_patch_channels + 2·(2·num_bands + 1) = {self.num_input_channels}: the queries are the tokens")
+                f"num_patch_channels + 2·(2·num_bands + 1) = {self.num_input_channels}: the queries are the tokens"
+            )
         if self.decoder.num_output_channels != 2:
             raise ValueError(f"decoder.num_output_channels must be 2 (u, v), got {self.decoder.num_output_channels}")
         if not self.rescale_factor:
@@ -99,9 +105,17 @@ class OpticalFlowConfig(PerceiverConfig):
         """The official ``ImagePreprocessor(prep_type='patches', temporal_downsample=2, conv_after_patching)`` fed
         with the 27-channel patches of two frames (time is squeezed, so the token grid is (H, W))."""
         return ImageAdapterConfig(
-            image_shape=(2, *self.train_size), num_image_channels=27, prep_type="patches", spatial_downsample=1,
-            temporal_downsample=2, num_channels=self.num_patch_channels, conv_after_patching=True,
-            position_encoding="fourier", num_bands=self.num_bands, max_resolution=self.train_size)
+            image_shape=(2, *self.train_size),
+            num_image_channels=27,
+            prep_type="patches",
+            spatial_downsample=1,
+            temporal_downsample=2,
+            num_channels=self.num_patch_channels,
+            conv_after_patching=True,
+            position_encoding="fourier",
+            num_bands=self.num_bands,
+            max_resolution=self.train_size,
+        )
 
     @classmethod
     def sintel(cls, **overrides) -> OpticalFlowConfig:
@@ -112,11 +126,19 @@ class OpticalFlowConfig(PerceiverConfig):
     def tiny(cls, **overrides) -> OpticalFlowConfig:
         """A ~28k-parameter model on 24×32 crops for tests and CPU demos."""
         fields = dict(
-            train_size=(24, 32), num_patch_channels=16, num_bands=4, decoder_chunk_size=256, min_overlap=4,
-            encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
-                                  num_self_attention_heads=4, num_self_attends_per_block=2),
-            decoder=DecoderConfig(num_query_channels=34, num_output_channels=2, num_heads=1,
-                                  use_query_residual=False),
+            train_size=(24, 32),
+            num_patch_channels=16,
+            num_bands=4,
+            decoder_chunk_size=256,
+            min_overlap=4,
+            encoder=EncoderConfig(
+                num_latents=16,
+                num_latent_channels=32,
+                num_cross_attention_heads=1,
+                num_self_attention_heads=4,
+                num_self_attends_per_block=2,
+            ),
+            decoder=DecoderConfig(num_query_channels=34, num_output_channels=2, num_heads=1, use_query_residual=False),
         )
         return cls(**{**fields, **overrides})
 
@@ -157,8 +179,9 @@ def tile_origins(image_size: tuple[int, int], tile: tuple[int, int], min_overlap
     return [(y, x) for y in ys for x in xs]
 
 
-def tile_weights(tile: tuple[int, int], device: torch.device | None = None,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def tile_weights(
+    tile: tuple[int, int], device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The official blending weights of one tile: ``w(y, x) = min(x + 1, W - x, y + 1, H - y)``, ``[H, W]``."""
     h, w = tile
     y, x = torch.arange(h, device=device), torch.arange(w, device=device)
@@ -166,14 +189,13 @@ def tile_weights(tile: tuple[int, int], device: torch.device | None = None,
     return torch.minimum(wy[:, None], wx[None, :]).to(dtype)
 
 
-def blend_weights(image_size: tuple[int, int], tile: tuple[int, int],
-                  origins: list[tuple[int, int]]) -> torch.Tensor:
+def blend_weights(image_size: tuple[int, int], tile: tuple[int, int], origins: list[tuple[int, int]]) -> torch.Tensor:
     """Each tile's normalised weight over the whole image, ``[T, H, W]`` (zero outside the tile); the weights of
     a covered pixel sum to 1. For inspection; :func:`blend_tiles` streams instead."""
     out = torch.zeros(len(origins), *image_size)
     w = tile_weights(tile)
     for i, (y, x) in enumerate(origins):
-        out[i, y:y + tile[0], x:x + tile[1]] = w
+        out[i, y : y + tile[0], x : x + tile[1]] = w
     return out / out.sum(0, keepdim=True).clamp(min=1e-30)
 
 
@@ -191,8 +213,8 @@ def blend_tiles(pieces: Iterable[tuple[int, int, torch.Tensor]], image_size: tup
         if acc is None:
             acc = piece.new_zeros(*piece.shape[:-2], h_img, w_img)
             total = piece.new_zeros(h_img, w_img)
-        acc[..., y:y + h, x:x + w] += piece * wt
-        total[y:y + h, x:x + w] += wt
+        acc[..., y : y + h, x : x + w] += piece * wt
+        total[y : y + h, x : x + w] += wt
     if acc is None or bool((total == 0).any()):
         raise ValueError(f"the tiles do not cover the whole {image_size} image")
     return acc / total
@@ -234,8 +256,13 @@ class OpticalFlow(PerceiverIO):
         return flow.transpose(1, 2).reshape(b, 2, h, w)
 
     @torch.no_grad()
-    def predict(self, frames: torch.Tensor, tile: tuple[int, int] | None = None, min_overlap: int | None = None,
-                progress: bool = False) -> torch.Tensor:
+    def predict(
+        self,
+        frames: torch.Tensor,
+        tile: tuple[int, int] | None = None,
+        min_overlap: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """Flow ``[B, 2, H, W]`` of an image of any size at least ``tile`` (default ``config.tile``, 368×496):
         crops at :func:`tile_origins` (overlap >= ``min_overlap``, default ``config.min_overlap``), each through
         :meth:`forward`, blended by :func:`blend_tiles`. A smaller image raises ValueError (pad or resize it, or
@@ -245,13 +272,14 @@ class OpticalFlow(PerceiverIO):
         min_overlap = self.config.min_overlap if min_overlap is None else min_overlap
         check_overlap(tile, min_overlap)
         if h < tile[0] or w < tile[1]:
-            raise ValueError(f"the image ({h}×{w}) is smaller than the tile {tile[0]}×{tile[1]}: pad or resize it "
-                             "to at least the tile size (as the official demo requires), or call the model directly")
+            raise ValueError(
+                f"the image ({h}×{w}) is smaller than the tile {tile[0]}×{tile[1]}: pad or resize it "
+                "to at least the tile size (as the official demo requires), or call the model directly"
+            )
         origins = tile_origins((h, w), tile, min_overlap)
         if progress:
             from tqdm.auto import tqdm
 
             origins = tqdm(origins, desc="flow tiles", unit="tile")
-        pieces = ((y, x, self(frames[..., y:y + tile[0], x:x + tile[1]])) for y, x in origins)
+        pieces = ((y, x, self(frames[..., y : y + tile[0], x : x + tile[1]])) for y, x in origins)
         return blend_tiles(pieces, (h, w))
-

@@ -29,8 +29,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # the three released ImageNet models share the encoder: 512 × 1024 latents, 8 blocks × 6 shared self-attends
 _IMAGENET_ENCODER = EncoderConfig(
-    num_latents=512, num_latent_channels=1024, num_cross_attention_heads=1, num_self_attention_heads=8,
-    num_self_attends_per_block=6, num_blocks=8,
+    num_latents=512,
+    num_latent_channels=1024,
+    num_cross_attention_heads=1,
+    num_self_attention_heads=8,
+    num_self_attends_per_block=6,
+    num_blocks=8,
 )
 
 
@@ -55,13 +59,16 @@ class ImageClassifierConfig(PerceiverConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.adapter, ImageAdapterConfig) or self.adapter.is_video:
-            raise ValueError(f"ImageClassifierConfig.adapter must be an ImageAdapterConfig for images (H, W), got "
-                             f"{self.adapter!r}")
+            raise ValueError(
+                f"ImageClassifierConfig.adapter must be an ImageAdapterConfig for images (H, W), got {self.adapter!r}"
+            )
         if not isinstance(self.num_classes, int) or self.num_classes <= 0:
             raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
         if self.decoder.num_output_channels not in (None, self.num_classes):
-            raise ValueError(f"decoder.num_output_channels ({self.decoder.num_output_channels}) must be None or "
-                             f"num_classes ({self.num_classes}): the final Linear maps to the classes")
+            raise ValueError(
+                f"decoder.num_output_channels ({self.decoder.num_output_channels}) must be None or "
+                f"num_classes ({self.num_classes}): the final Linear maps to the classes"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
 
@@ -70,45 +77,73 @@ class ImageClassifierConfig(PerceiverConfig):
     def imagenet_fourier(cls, num_classes: int = 1000, **overrides) -> ImageClassifierConfig:
         """Raw pixels + 2D Fourier features (64 bands, max resolution 224²): 50,176 tokens × 261 channels.
         Decoder with query residual. 48.4M parameters (79.0% top-1 in the paper)."""
-        adapter = ImageAdapterConfig(image_shape=(224, 224), prep_type="pixels", position_encoding="fourier",
-                                     num_bands=64, max_resolution=(224, 224))
+        adapter = ImageAdapterConfig(
+            image_shape=(224, 224),
+            prep_type="pixels",
+            position_encoding="fourier",
+            num_bands=64,
+            max_resolution=(224, 224),
+        )
         return cls(**{"adapter": adapter, "num_classes": num_classes, **overrides})
 
     @classmethod
     def imagenet_learned(cls, num_classes: int = 1000, **overrides) -> ImageClassifierConfig:
         """Conv1x1(3→256) + learned positions (50,176 × 256) projected by Linear(256→256), concatenated: 512
         channels. Decoder without query residual (official). 62.3M parameters (72.7% top-1)."""
-        adapter = ImageAdapterConfig(image_shape=(224, 224), prep_type="conv1x1", num_channels=256,
-                                     position_encoding="trainable", num_pos_channels=256, project_pos_dim=256)
-        return cls(**{"adapter": adapter, "decoder": _imagenet_decoder(False), "num_classes": num_classes,
-                      **overrides})
+        adapter = ImageAdapterConfig(
+            image_shape=(224, 224),
+            prep_type="conv1x1",
+            num_channels=256,
+            position_encoding="trainable",
+            num_pos_channels=256,
+            project_pos_dim=256,
+        )
+        return cls(**{"adapter": adapter, "decoder": _imagenet_decoder(False), "num_classes": num_classes, **overrides})
 
     @classmethod
     def imagenet_conv(cls, num_classes: int = 1000, **overrides) -> ImageClassifierConfig:
         """Conv stem (7×7/2, 64 channels, BatchNorm, ReLU, max-pool 3×3/2, TF SAME padding) → 56×56, + 2D Fourier
         features (64 bands, max resolution 56²): 3,136 tokens × 322 channels. Query residual. 48.6M parameters
         (82.1% top-1)."""
-        adapter = ImageAdapterConfig(image_shape=(224, 224), prep_type="conv", spatial_downsample=4, num_channels=64,
-                                     position_encoding="fourier", num_bands=64, max_resolution=(56, 56))
+        adapter = ImageAdapterConfig(
+            image_shape=(224, 224),
+            prep_type="conv",
+            spatial_downsample=4,
+            num_channels=64,
+            position_encoding="fourier",
+            num_bands=64,
+            max_resolution=(56, 56),
+        )
         return cls(**{"adapter": adapter, "num_classes": num_classes, **overrides})
 
     @classmethod
     def tiny(cls, num_classes: int = 10, **overrides) -> ImageClassifierConfig:
         """A 25k-parameter model on 32×32 pixels (4 Fourier bands) for tests and CPU demos."""
         fields = dict(
-            adapter=ImageAdapterConfig(image_shape=(32, 32), prep_type="pixels", num_bands=4,
-                                       max_resolution=(32, 32)),
-            encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
-                                  num_self_attention_heads=4, num_self_attends_per_block=2, num_blocks=2),
+            adapter=ImageAdapterConfig(image_shape=(32, 32), prep_type="pixels", num_bands=4, max_resolution=(32, 32)),
+            encoder=EncoderConfig(
+                num_latents=16,
+                num_latent_channels=32,
+                num_cross_attention_heads=1,
+                num_self_attention_heads=4,
+                num_self_attends_per_block=2,
+                num_blocks=2,
+            ),
             decoder=DecoderConfig(num_query_channels=32, num_heads=1, use_query_residual=True),
             num_classes=num_classes,
         )
         return cls(**{**fields, **overrides})
 
     @classmethod
-    def from_official(cls, input_preprocessor: Mapping[str, Any], encoder: Mapping[str, Any],
-                      decoder: Mapping[str, Any], num_classes: int, image_shape: tuple[int, int] = (224, 224),
-                      **overrides) -> ImageClassifierConfig:
+    def from_official(
+        cls,
+        input_preprocessor: Mapping[str, Any],
+        encoder: Mapping[str, Any],
+        decoder: Mapping[str, Any],
+        num_classes: int,
+        image_shape: tuple[int, int] = (224, 224),
+        **overrides,
+    ) -> ImageClassifierConfig:
         """The config of an official model from its constructor kwargs (the dicts of DeepMind's ImageNet colab
         ``CONFIGS[...]``: ``ImagePreprocessor``, ``PerceiverEncoder`` and ``ClassificationDecoder`` kwargs).
 
@@ -123,14 +158,19 @@ class ImageClassifierConfig(PerceiverConfig):
         project = p.get("project_pos_dim", -1)
         uses_channels = p.get("prep_type", "conv") in ("conv", "conv1x1") or p.get("conv_after_patching", False)
         adapter = ImageAdapterConfig(
-            image_shape=tuple(image_shape), prep_type=p.get("prep_type", "conv"),
-            spatial_downsample=p.get("spatial_downsample", 4), temporal_downsample=p.get("temporal_downsample", 1),
+            image_shape=tuple(image_shape),
+            prep_type=p.get("prep_type", "conv"),
+            spatial_downsample=p.get("spatial_downsample", 4),
+            temporal_downsample=p.get("temporal_downsample", 1),
             num_channels=p.get("num_channels", 64) if uses_channels else None,
             conv_after_patching=p.get("conv_after_patching", False),
-            position_encoding=pos_type, num_bands=fourier.get("num_bands", 64),
+            position_encoding=pos_type,
+            num_bands=fourier.get("num_bands", 64),
             max_resolution=tuple(fourier["max_resolution"]) if fourier.get("max_resolution") else None,
-            concat_pos=fourier.get("concat_pos", True), sine_only=fourier.get("sine_only", False),
-            num_pos_channels=trainable.get("num_channels", 256), project_pos_dim=project if project > 0 else None,
+            concat_pos=fourier.get("concat_pos", True),
+            sine_only=fourier.get("sine_only", False),
+            num_pos_channels=trainable.get("num_channels", 256),
+            project_pos_dim=project if project > 0 else None,
             concat_or_add_pos=p.get("concat_or_add_pos", "concat"),
         )
         e = encoder
@@ -140,21 +180,27 @@ class ImageClassifierConfig(PerceiverConfig):
         if qk is None and e.get("cross_attention_shape_for_attn", "kv") == "q":
             qk = e.get("num_z_channels", 1024)  # cross qk = latent width, self-attention's default is the same
         enc = EncoderConfig(
-            num_latents=e.get("z_index_dim", 512), num_latent_channels=e.get("num_z_channels", 1024),
+            num_latents=e.get("z_index_dim", 512),
+            num_latent_channels=e.get("num_z_channels", 1024),
             num_cross_attention_heads=e.get("num_cross_attend_heads", 1),
             num_self_attention_heads=e.get("num_self_attend_heads", 8),
-            num_self_attends_per_block=e.get("num_self_attends_per_block", 6), num_blocks=e.get("num_blocks", 8),
-            qk_channels=qk, v_channels=e.get("v_channels"),
+            num_self_attends_per_block=e.get("num_self_attends_per_block", 6),
+            num_blocks=e.get("num_blocks", 8),
+            qk_channels=qk,
+            v_channels=e.get("v_channels"),
             cross_attention_widening_factor=e.get("cross_attend_widening_factor", 1),
             self_attention_widening_factor=e.get("self_attend_widening_factor", 1),
-            use_query_residual=e.get("use_query_residual", True), dropout=e.get("dropout_prob", 0.0),
+            use_query_residual=e.get("use_query_residual", True),
+            dropout=e.get("dropout_prob", 0.0),
         )
         d = decoder
         if d.get("position_encoding_type", "trainable") != "trainable":
             raise ValueError("the classification decoder's query must be trainable")
         dec = DecoderConfig(
             num_query_channels=(d.get("trainable_position_encoding_kwargs") or {}).get("num_channels", 1024),
-            num_heads=d.get("num_heads", 1), qk_channels=d.get("qk_channels"), v_channels=d.get("v_channels"),
+            num_heads=d.get("num_heads", 1),
+            qk_channels=d.get("qk_channels"),
+            v_channels=d.get("v_channels"),
             use_query_residual=d.get("use_query_residual", False),
         )
         return cls(**{"adapter": adapter, "encoder": enc, "decoder": dec, "num_classes": num_classes, **overrides})
@@ -217,10 +263,13 @@ class ImageClassifier(PerceiverIO):
                 raise ValueError(f"soft labels must have shape [{b}, {k}], got {list(labels.shape)}")
             return F.cross_entropy(logits.float(), labels.float(), label_smoothing=smoothing)
         if labels.dtype == torch.bool or labels.is_complex() or tuple(labels.shape) != (b,):
-            raise ValueError(f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]), got "
-                             f"dtype {labels.dtype} and shape {list(labels.shape)}")
+            raise ValueError(
+                f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]), got "
+                f"dtype {labels.dtype} and shape {list(labels.shape)}"
+            )
         keep = labels != IGNORE_INDEX
         check_range(labels.masked_fill(~keep, 0), 0, k, f"labels (or {IGNORE_INDEX} to ignore an example)")
-        nll = F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="sum",
-                              label_smoothing=smoothing)
+        nll = F.cross_entropy(
+            logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=smoothing
+        )
         return nll / keep.sum().clamp(min=1)

@@ -26,14 +26,28 @@ from .locality import local_routing_init_
 from .outputs import IGNORE_INDEX, ClassifierOutput, MaskedLMOutput
 
 _LANGUAGE_ENCODER = EncoderConfig(
-    num_latents=256, num_latent_channels=1280, num_cross_attention_heads=8, num_self_attention_heads=8,
-    num_self_attends_per_block=26, num_blocks=1, qk_channels=256, v_channels=1280,
+    num_latents=256,
+    num_latent_channels=1280,
+    num_cross_attention_heads=8,
+    num_self_attention_heads=8,
+    num_self_attends_per_block=26,
+    num_blocks=1,
+    qk_channels=256,
+    v_channels=1280,
 )
 # the small models of the tests and CPU demos: 256 bytes, 32 × 128 latents, 4 layers
 _TINY_TEXT = dict(
-    max_seq_len=256, num_input_channels=64,
-    encoder=EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=4,
-                          num_self_attention_heads=4, num_self_attends_per_block=4, qk_channels=64, v_channels=128),
+    max_seq_len=256,
+    num_input_channels=64,
+    encoder=EncoderConfig(
+        num_latents=32,
+        num_latent_channels=128,
+        num_cross_attention_heads=4,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=4,
+        qk_channels=64,
+        v_channels=128,
+    ),
 )
 _CLASS_QUERY = DecoderConfig(num_query_channels=1280, num_heads=1, use_query_residual=True)
 _TINY_CLASS_QUERY = DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True)
@@ -61,7 +75,8 @@ class MaskedLanguageModelConfig(TextConfig):
     """Byte MLM. The decoder's queries are one learned E-dim vector per position (E = C for the tied output)."""
 
     decoder: DecoderConfig = DecoderConfig(
-        num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768, use_query_residual=False)
+        num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768, use_query_residual=False
+    )
     # "random": the paper's initialisation. "local": a locality prior for small models on small compute budgets
     # (see perceiverio.tasks.locality); needs qk_channels >= num_input_channels <= num_latent_channels.
     routing_init: Literal["random", "local"] = "random"
@@ -70,17 +85,20 @@ class MaskedLanguageModelConfig(TextConfig):
         super().__post_init__()
         if self.routing_init == "local":
             c = self.num_input_channels
-            widths = {"encoder.qk_channels": self.encoder.qk_channels or c,  # defaults: the key/value width
-                      "decoder.qk_channels": self.decoder.qk_channels or self.encoder.num_latent_channels,
-                      "encoder.num_latent_channels": self.encoder.num_latent_channels}
+            widths = {
+                "encoder.qk_channels": self.encoder.qk_channels or c,  # defaults: the key/value width
+                "decoder.qk_channels": self.decoder.qk_channels or self.encoder.num_latent_channels,
+                "encoder.num_latent_channels": self.encoder.num_latent_channels,
+            }
             narrow = {k: v for k, v in widths.items() if v < c}
             if narrow:
                 raise ValueError(f"routing_init='local' needs these widths >= num_input_channels ({c}): {narrow}")
         if self.decoder.num_query_channels != self.num_input_channels:
             raise ValueError("MLM decoder.num_query_channels must equal num_input_channels (tied output embedding)")
         if self.decoder.num_output_channels is not None:
-            raise ValueError("MLM decoder has no final projection (num_output_channels=None): logits come from "
-                             "the tied embedding")
+            raise ValueError(
+                "MLM decoder has no final projection (num_output_channels=None): logits come from the tied embedding"
+            )
 
     @classmethod
     def language_perceiver(cls, **overrides) -> MaskedLanguageModelConfig:
@@ -142,8 +160,7 @@ class MultitaskClassifierConfig(TextConfig):
     @classmethod
     def glue(cls, **overrides) -> MultitaskClassifierConfig:
         """The eight GLUE tasks of the paper's multitask-query variant (STS-B is a regression: 1 output)."""
-        tasks = (("cola", 2), ("sst2", 2), ("mrpc", 2), ("stsb", 1), ("qqp", 2), ("mnli", 3), ("qnli", 2),
-                 ("rte", 2))
+        tasks = (("cola", 2), ("sst2", 2), ("mrpc", 2), ("stsb", 1), ("qqp", 2), ("mnli", 3), ("qnli", 2), ("rte", 2))
         return cls(tasks=tasks, **overrides)
 
     @classmethod
@@ -152,8 +169,9 @@ class MultitaskClassifierConfig(TextConfig):
 
 
 def _text_adapter(config: TextConfig) -> TextInputAdapter:
-    return TextInputAdapter(config.vocab_size, config.max_seq_len, config.num_input_channels,
-                            config.embedding_init_scale)
+    return TextInputAdapter(
+        config.vocab_size, config.max_seq_len, config.num_input_channels, config.embedding_init_scale
+    )
 
 
 class MaskedLanguageModel(PerceiverIO):
@@ -179,9 +197,15 @@ class MaskedLanguageModel(PerceiverIO):
         if config.routing_init == "local":
             local_routing_init_(self)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                decode_labeled_only: bool = False, chunk_size: int | None = None) -> MaskedLMOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        decode_labeled_only: bool = False,
+        chunk_size: int | None = None,
+    ) -> MaskedLMOutput:
         x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
         b, length = x.shape[:2]
         mask = check_mask(attention_mask, (b, length))  # [B, L]
@@ -211,8 +235,7 @@ class MaskedLanguageModel(PerceiverIO):
 
 def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over labelled positions; a batch without any (no word masked) gives 0, not NaN."""
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                          reduction="sum")
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     return nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
@@ -267,15 +290,18 @@ class SequenceClassifier(PerceiverIO):
             config=config,
         )
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> ClassifierOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> ClassifierOutput:
         logits = super().forward(input_ids, attention_mask)  # [B, K]
         b = logits.shape[0]
         loss = None
         if labels is not None:
             if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (b,):
-                raise ValueError(f"labels must be a tensor of shape [{b}], got "
-                                 f"{list(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+                raise ValueError(
+                    f"labels must be a tensor of shape [{b}], got "
+                    f"{list(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+                )
             loss = classification_loss(logits, labels, self.config.num_classes)
         return ClassifierOutput(logits=logits, loss=loss)
 
@@ -303,11 +329,16 @@ class MultitaskClassifier(PerceiverIO):
     def task_names(self) -> list[str]:
         return [name for name, _ in self.config.tasks]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: Mapping[str, torch.Tensor] | None = None) -> ClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: Mapping[str, torch.Tensor] | None = None,
+    ) -> ClassifierOutput:
         if labels is not None and not isinstance(labels, Mapping):
-            raise ValueError(f"labels must be a dict {{task: tensor}} over tasks {self.task_names}, got "
-                             f"{type(labels).__name__}")
+            raise ValueError(
+                f"labels must be a dict {{task: tensor}} over tasks {self.task_names}, got {type(labels).__name__}"
+            )
         logits = super().forward(input_ids, attention_mask)  # {task: [B, K_task]}
         b = next(iter(logits.values())).shape[0]
         task_losses: dict[str, torch.Tensor] = {}
@@ -316,8 +347,10 @@ class MultitaskClassifier(PerceiverIO):
             if name not in logits:
                 raise ValueError(f"unknown task {name!r}; this model has tasks {self.task_names}")
             if not isinstance(y, torch.Tensor) or tuple(y.shape) != (b,):
-                raise ValueError(f"labels[{name!r}] must be a tensor of shape [{b}], got "
-                                 f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+                raise ValueError(
+                    f"labels[{name!r}] must be a tensor of shape [{b}], got "
+                    f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
+                )
             k = dict(self.config.tasks)[name]
             keep = y != IGNORE_INDEX  # [B]
             if k == 1:  # regression: mean squared error over the labelled examples

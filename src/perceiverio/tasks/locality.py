@@ -57,8 +57,9 @@ def _read_code(attention: MultiHeadAttention, query_code_scale: float, num_code_
     perm = head_interleave(c, attention.num_heads)
     for proj, scale in ((attention.q_proj, query_code_scale), (attention.k_proj, 1.0)):
         if proj.out_features < c or proj.in_features < c:
-            raise ValueError(f"routing_init='local' needs qk_channels >= num_input_channels ({c}), got "
-                             f"{proj.out_features}")
+            raise ValueError(
+                f"routing_init='local' needs qk_channels >= num_input_channels ({c}), got {proj.out_features}"
+            )
         proj.weight.zero_()
         proj.weight[torch.arange(c), perm] = scale
         proj.bias.zero_()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +23,14 @@ from torch import nn
 from ..adapters.audio import AudioAdapterConfig, AudioInputAdapter, AudioOutputAdapter
 from ..adapters.image import ImageAdapterConfig, ImageInputAdapter
 from ..adapters.label import LabelAdapterConfig, LabelInputAdapter, LabelOutputAdapter
-from ..adapters.multimodal import (FourierQueries, MultimodalInputAdapter, MultimodalOutputAdapter,
-                                   MultimodalQueries, ProjectionOutputAdapter, check_modality_names)
+from ..adapters.multimodal import (
+    FourierQueries,
+    MultimodalInputAdapter,
+    MultimodalOutputAdapter,
+    MultimodalQueries,
+    ProjectionOutputAdapter,
+    check_modality_names,
+)
 from ..core.checks import check_range
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
 from ..core.init import init_official_
@@ -34,22 +39,29 @@ from ..core.position import num_fourier_channels
 from ..core.queries import LearnedQueries
 from .outputs import MultimodalLoss
 
-ModalityConfig = Union[AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig]
-Points = Mapping[str, Union[torch.Tensor, None]]
+ModalityConfig = AudioAdapterConfig | ImageAdapterConfig | LabelAdapterConfig
+Points = Mapping[str, torch.Tensor | None]
 _KINDS = {AudioAdapterConfig: "audio", ImageAdapterConfig: "image", LabelAdapterConfig: "label"}
 LOSS_WEIGHTS = {"image": 0.03, "audio": 1.0, "label": 1e-4}  # paper: 0.03·L1(video) + L1(audio) + 1e-4·CE(label)
 
 _KINETICS_ENCODER = EncoderConfig(
-    num_latents=784, num_latent_channels=512, num_cross_attention_heads=1, num_self_attention_heads=8,
-    num_self_attends_per_block=8, num_blocks=1)
+    num_latents=784,
+    num_latent_channels=512,
+    num_cross_attention_heads=1,
+    num_self_attention_heads=8,
+    num_self_attends_per_block=8,
+    num_blocks=1,
+)
 
 
 def modality_kind(config: object) -> str:
     """``"audio"``, ``"image"`` (image or video) or ``"label"`` for a modality config."""
     kind = _KINDS.get(type(config))
     if kind is None:
-        raise ValueError(f"a modality config must be an AudioAdapterConfig, ImageAdapterConfig or "
-                         f"LabelAdapterConfig, got {type(config).__name__}")
+        raise ValueError(
+            f"a modality config must be an AudioAdapterConfig, ImageAdapterConfig or "
+            f"LabelAdapterConfig, got {type(config).__name__}"
+        )
     return kind
 
 
@@ -85,16 +97,21 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
     apply_mask_in_eval: bool = False
 
     def __post_init__(self) -> None:
-        pairs = tuple(self.modalities.items()) if isinstance(self.modalities, Mapping) else tuple(
-            tuple(p) for p in self.modalities)
+        pairs = (
+            tuple(self.modalities.items())
+            if isinstance(self.modalities, Mapping)
+            else tuple(tuple(p) for p in self.modalities)
+        )
         names = check_modality_names([n for n, _ in pairs], "MultimodalAutoencoderConfig.modalities")
         mods = dict(pairs)
         object.__setattr__(self, "modalities", tuple((n, mods[n]) for n in names))
         for name, cfg in self.modalities:
             modality_kind(cfg)
             if isinstance(cfg, ImageAdapterConfig) and (cfg.position_encoding != "fourier" or cfg.project_pos_dim):
-                raise ValueError(f"image modality {name!r} needs position_encoding='fourier' without project_pos_dim: "
-                                 "its output queries are Fourier features of pixel positions")
+                raise ValueError(
+                    f"image modality {name!r} needs position_encoding='fourier' without project_pos_dim: "
+                    "its output queries are Fourier features of pixel positions"
+                )
         probs = self.mask_probs.items() if isinstance(self.mask_probs, Mapping) else self.mask_probs
         probs = tuple(sorted((str(n), float(p)) for n, p in probs))
         object.__setattr__(self, "mask_probs", probs)
@@ -110,8 +127,10 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
         if self.decoder is None:
             object.__setattr__(self, "decoder", DecoderConfig(num_query_channels=e, num_output_channels=512))
         elif self.decoder.num_query_channels != e:
-            raise ValueError(f"decoder.num_query_channels must be {e} (widest modality query + query_padding_size), "
-                             f"got {self.decoder.num_query_channels}; pass decoder=None to derive it")
+            raise ValueError(
+                f"decoder.num_query_channels must be {e} (widest modality query + query_padding_size), "
+                f"got {self.decoder.num_query_channels}; pass decoder=None to derive it"
+            )
         super().__post_init__()
 
     @property
@@ -135,14 +154,23 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
         """
         fields = dict(
             modalities={
-                "audio": AudioAdapterConfig(num_samples=30_720, samples_per_patch=16, num_bands=192,
-                                            max_resolution=30_720),
-                "image": ImageAdapterConfig(image_shape=(16, 224, 224), prep_type="patches", spatial_downsample=4,
-                                            num_bands=32, max_resolution=(16, 56, 56)),
+                "audio": AudioAdapterConfig(
+                    num_samples=30_720, samples_per_patch=16, num_bands=192, max_resolution=30_720
+                ),
+                "image": ImageAdapterConfig(
+                    image_shape=(16, 224, 224),
+                    prep_type="patches",
+                    spatial_downsample=4,
+                    num_bands=32,
+                    max_resolution=(16, 56, 56),
+                ),
                 "label": LabelAdapterConfig(num_classes=700, num_query_channels=1024),
             },
-            encoder=_KINETICS_ENCODER, min_padding_size=4, query_padding_size=2,
-            mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0}, apply_mask_in_eval=True,
+            encoder=_KINETICS_ENCODER,
+            min_padding_size=4,
+            query_padding_size=2,
+            mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0},
+            apply_mask_in_eval=True,
         )
         return cls(**{**fields, **overrides})
 
@@ -152,14 +180,26 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
         fields = dict(
             modalities={
                 "audio": AudioAdapterConfig(num_samples=128, samples_per_patch=8, num_bands=8, max_resolution=128),
-                "image": ImageAdapterConfig(image_shape=(4, 16, 16), prep_type="patches", spatial_downsample=4,
-                                            num_bands=3, max_resolution=(4, 4, 4)),
+                "image": ImageAdapterConfig(
+                    image_shape=(4, 16, 16),
+                    prep_type="patches",
+                    spatial_downsample=4,
+                    num_bands=3,
+                    max_resolution=(4, 4, 4),
+                ),
                 "label": LabelAdapterConfig(num_classes=5, num_query_channels=24),
             },
-            encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
-                                  num_self_attention_heads=4, num_self_attends_per_block=2),
+            encoder=EncoderConfig(
+                num_latents=16,
+                num_latent_channels=32,
+                num_cross_attention_heads=1,
+                num_self_attention_heads=4,
+                num_self_attends_per_block=2,
+            ),
             decoder=DecoderConfig(num_query_channels=26, num_output_channels=16),
-            min_padding_size=4, mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0}, apply_mask_in_eval=True,
+            min_padding_size=4,
+            mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0},
+            apply_mask_in_eval=True,
         )
         return cls(**{**fields, **overrides})
 
@@ -183,20 +223,27 @@ class MultimodalAutoencoder(PerceiverIO):
         for name, cfg in config.modalities:
             if isinstance(cfg, ImageAdapterConfig):
                 adapters[name] = ImageInputAdapter(cfg)
-                builders[name] = FourierQueries(cfg.image_shape, cfg.num_bands, adapters[name].position.max_resolution,
-                                                cfg.concat_pos, cfg.sine_only)
+                builders[name] = FourierQueries(
+                    cfg.image_shape,
+                    cfg.num_bands,
+                    adapters[name].position.max_resolution,
+                    cfg.concat_pos,
+                    cfg.sine_only,
+                )
                 outputs[name] = ProjectionOutputAdapter(out, cfg.num_image_channels)
             elif isinstance(cfg, AudioAdapterConfig):
                 adapters[name] = AudioInputAdapter(cfg)
-                builders[name] = FourierQueries((cfg.num_patches,), cfg.num_bands, (cfg.resolution,), cfg.concat_pos,
-                                                cfg.sine_only)
+                builders[name] = FourierQueries(
+                    (cfg.num_patches,), cfg.num_bands, (cfg.resolution,), cfg.concat_pos, cfg.sine_only
+                )
                 outputs[name] = AudioOutputAdapter(out, cfg.samples_per_patch)
             else:
                 adapters[name] = LabelInputAdapter(cfg)
                 builders[name] = LearnedQueries(1, cfg.num_query_channels)
                 outputs[name] = LabelOutputAdapter(out, cfg.num_classes)
-        input_adapter = MultimodalInputAdapter(adapters, config.min_padding_size, dict(config.mask_probs),
-                                               config.apply_mask_in_eval)
+        input_adapter = MultimodalInputAdapter(
+            adapters, config.min_padding_size, dict(config.mask_probs), config.apply_mask_in_eval
+        )
         super().__init__(
             input_adapter=input_adapter,
             encoder=build_encoder(config, input_adapter.num_input_channels),
@@ -216,8 +263,12 @@ class MultimodalAutoencoder(PerceiverIO):
         return self.output_queries.builders[name].num_points
 
     # ---------------------------------------------------------------------------------------------- forward
-    def encode(self, inputs: Mapping[str, torch.Tensor], apply_mask: bool | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        apply_mask: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``{name: raw input}`` -> latents ``[B, N, D]``. ``apply_mask`` overrides the train/eval rule of
         masking; ``generator`` seeds the Bernoulli draws."""
         self.input_adapter.check_inputs(inputs)
@@ -227,30 +278,43 @@ class MultimodalAutoencoder(PerceiverIO):
         x, _ = self.input_adapter(inputs, apply_mask=apply_mask, generator=generator)  # [B, M, C]
         return self.encoder(x)
 
-    def decode(self, latents: torch.Tensor, subsampled_points: Points | None = None,
-               chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    def decode(
+        self, latents: torch.Tensor, subsampled_points: Points | None = None, chunk_size: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Latents -> ``{name: output}``; ``subsampled_points`` as in :meth:`forward`."""
         points = self._check_points(subsampled_points, latents.shape[0], latents.device)
         return self._decode(latents, points, chunk_size)
 
-    def _decode(self, latents: torch.Tensor, points: dict[str, torch.Tensor | None],
-                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    def _decode(
+        self, latents: torch.Tensor, points: dict[str, torch.Tensor | None], chunk_size: int | None = None
+    ) -> dict[str, torch.Tensor]:
         q = self.output_queries(latents, points)  # [B, O, E]: every modality's points, sorted by name
         h = self.decoder(q, latents, chunk_size=chunk_size)  # [B, O, F]
         return self.output_adapter(h, self.output_queries.sizes(points))
 
-    def forward(self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None, *,
-                apply_mask: bool | None = None, generator: torch.Generator | None = None,
-                chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        subsampled_points: Points | None = None,
+        *,
+        apply_mask: bool | None = None,
+        generator: torch.Generator | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Encode every modality and decode the points in ``subsampled_points``: ``{name: [n] or [B, n] flat
         indices}``. A modality that is absent (or ``None``) is decoded at every point (the label, typically); an
         empty index tensor leaves it out. Output sizes follow the points, not the inputs."""
         return self.decode(self.encode(inputs, apply_mask, generator), subsampled_points, chunk_size)
 
     @torch.no_grad()
-    def reconstruct(self, inputs: Mapping[str, torch.Tensor], chunk_size: int = 16_384, progress: bool = False,
-                    apply_mask: bool | None = None,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def reconstruct(
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        chunk_size: int = 16_384,
+        progress: bool = False,
+        apply_mask: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Encode once, decode every output point ``chunk_size`` queries at a time.
 
         Returns videos ``[B, T, C, H, W]`` (images ``[B, C, H, W]``), audio ``[B, S]`` and label logits ``[B, K]``;
@@ -259,8 +323,11 @@ class MultimodalAutoencoder(PerceiverIO):
         if not isinstance(chunk_size, int) or chunk_size <= 0:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         z = self.encode(inputs, apply_mask, generator)
-        jobs = [(n, s, min(s + chunk_size, self.num_points(n))) for n in self.modalities
-                for s in range(0, self.num_points(n), chunk_size)]
+        jobs = [
+            (n, s, min(s + chunk_size, self.num_points(n)))
+            for n in self.modalities
+            for s in range(0, self.num_points(n), chunk_size)
+        ]
         if progress:
             from tqdm.auto import tqdm
 
@@ -278,8 +345,9 @@ class MultimodalAutoencoder(PerceiverIO):
         return outputs
 
     # ------------------------------------------------------------------------------------------------- loss
-    def targets(self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None
-                ) -> dict[str, torch.Tensor]:
+    def targets(
+        self, inputs: Mapping[str, torch.Tensor], subsampled_points: Points | None = None
+    ) -> dict[str, torch.Tensor]:
         """The ground truth at the decoded points, shaped like ``forward``'s outputs (labels as given)."""
         self.input_adapter.check_inputs(inputs)
         b = next(iter(inputs.values())).shape[0]
@@ -298,13 +366,16 @@ class MultimodalAutoencoder(PerceiverIO):
             idx = points[name]
             if idx is not None:
                 idx = idx.to(flat.device)
-                flat = flat[:, idx] if idx.dim() == 1 else flat.gather(
-                    1, idx[..., None].expand(-1, -1, flat.shape[-1]))
+                flat = flat[:, idx] if idx.dim() == 1 else flat.gather(1, idx[..., None].expand(-1, -1, flat.shape[-1]))
             out[name] = flat if isinstance(cfg, ImageAdapterConfig) else flat.reshape(b, -1)
         return out
 
-    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-             weights: Mapping[str, float] | None = None) -> MultimodalLoss:
+    def loss(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        weights: Mapping[str, float] | None = None,
+    ) -> MultimodalLoss:
         """Paper loss: weighted L1 for images/audio (0.03 / 1) and cross-entropy for labels (1e-4), summed over
         the modalities in ``outputs``. ``weights`` (by modality name) override the defaults by kind. Label targets
         may be class ids ``[B]`` or (soft) one-hot ``[B, K]``."""
@@ -332,16 +403,19 @@ class MultimodalAutoencoder(PerceiverIO):
         x = self.input_adapter.adapters[name].check_input(x)
         size = (x.shape[1], *x.shape[-2:]) if cfg.is_video else tuple(x.shape[-2:])
         if tuple(size) != cfg.image_shape:
-            raise ValueError(f"{name!r} must have the configured size {cfg.image_shape} "
-                             f"({'T, H, W' if cfg.is_video else 'H, W'}), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{name!r} must have the configured size {cfg.image_shape} "
+                f"({'T, H, W' if cfg.is_video else 'H, W'}), got shape {tuple(x.shape)}"
+            )
         return x
 
     def _check_points(self, points: Points | None, batch: int, device) -> dict[str, torch.Tensor | None]:
         if points is None:
             return {n: None for n in self.modalities}
         if not isinstance(points, Mapping):
-            raise ValueError(f"subsampled_points must be a dict {{modality: indices or None}} over "
-                             f"{self.modalities}, got {points!r}")
+            raise ValueError(
+                f"subsampled_points must be a dict {{modality: indices or None}} over {self.modalities}, got {points!r}"
+            )
         points = {**{n: None for n in self.modalities}, **points}  # absent: every point
         unknown = sorted(str(k) for k in points if k not in self.modalities)
         if unknown:
@@ -357,8 +431,9 @@ class MultimodalAutoencoder(PerceiverIO):
                 if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
                     raise ValueError(f"subsampled_points[{name!r}] must hold integer indices, got {idx.dtype}")
                 if idx.dim() not in (1, 2) or (idx.dim() == 2 and idx.shape[0] != batch):
-                    raise ValueError(f"subsampled_points[{name!r}] must have shape [n] or [B={batch}, n], "
-                                     f"got {tuple(idx.shape)}")
+                    raise ValueError(
+                        f"subsampled_points[{name!r}] must have shape [n] or [B={batch}, n], got {tuple(idx.shape)}"
+                    )
                 check_range(idx, 0, self.num_points(name), f"subsampled_points[{name!r}]")
                 idx = idx.long() if device is None else idx.to(device=device, dtype=torch.long)
             checked[name] = idx
@@ -369,6 +444,8 @@ class MultimodalAutoencoder(PerceiverIO):
 
 def with_modality_names(config: MultimodalAutoencoderConfig, names: Mapping[str, str]) -> MultimodalAutoencoderConfig:
     """``config`` with modalities renamed (``{old: new}``), e.g. to ``{"image": "rgb", "audio": "sound"}``."""
-    rename = lambda n: names.get(n, n)  # noqa: E731
-    return dataclasses.replace(config, modalities=tuple((rename(n), c) for n, c in config.modalities),
-                               mask_probs=tuple((rename(n), p) for n, p in config.mask_probs))
+    return dataclasses.replace(
+        config,
+        modalities=tuple((names.get(n, n), c) for n, c in config.modalities),
+        mask_probs=tuple((names.get(n, n), p) for n, p in config.mask_probs),
+    )

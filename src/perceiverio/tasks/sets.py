@@ -24,16 +24,24 @@ class SetModelConfig(PerceiverConfig):
     entities); ``decoder.num_output_channels`` adds a final Linear (default: outputs have the entity width)."""
 
     num_entity_channels: int = 128  # C
-    encoder: EncoderConfig = EncoderConfig(num_latents=32, num_latent_channels=128, num_cross_attention_heads=1,
-                                           num_self_attention_heads=4, num_self_attends_per_block=3)
+    encoder: EncoderConfig = EncoderConfig(
+        num_latents=32,
+        num_latent_channels=128,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=3,
+    )
     decoder: DecoderConfig = field(
-        default_factory=lambda: DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True))
+        default_factory=lambda: DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.decoder.num_query_channels != self.num_entity_channels:
-            raise ValueError(f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal "
-                             f"num_entity_channels ({self.num_entity_channels}): the queries are the entities")
+            raise ValueError(
+                f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal "
+                f"num_entity_channels ({self.num_entity_channels}): the queries are the entities"
+            )
 
     @classmethod
     def starcraft(cls, **overrides) -> SetModelConfig:
@@ -46,10 +54,13 @@ class SetModelConfig(PerceiverConfig):
 
     @classmethod
     def tiny(cls, **overrides) -> SetModelConfig:
-        fields = dict(num_entity_channels=16,
-                      encoder=EncoderConfig(num_latents=4, num_latent_channels=32, num_self_attention_heads=2,
-                                            num_self_attends_per_block=2),
-                      decoder=DecoderConfig(num_query_channels=16, num_heads=2, use_query_residual=True))
+        fields = dict(
+            num_entity_channels=16,
+            encoder=EncoderConfig(
+                num_latents=4, num_latent_channels=32, num_self_attention_heads=2, num_self_attends_per_block=2
+            ),
+            decoder=DecoderConfig(num_query_channels=16, num_heads=2, use_query_residual=True),
+        )
         return cls(**{**fields, **overrides})
 
 
@@ -68,8 +79,9 @@ class SetModel(PerceiverIO):
             config=config,
         )
 
-    def forward(self, entities: torch.Tensor, mask: torch.Tensor | None = None,
-                chunk_size: int | None = None) -> SetOutput:
+    def forward(
+        self, entities: torch.Tensor, mask: torch.Tensor | None = None, chunk_size: int | None = None
+    ) -> SetOutput:
         x = check_features(entities, self.config.num_entity_channels, "entities")  # [B, M, C]
         mask = check_mask(mask, tuple(x.shape[:2]), "mask")
         out = super().forward(x.to(self.encoder.latents.dtype), mask, query_mask=mask, chunk_size=chunk_size)

@@ -12,10 +12,16 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "ExportCallback": "callbacks", "ProgressLog": "callbacks", "OptimizerConfig": "base", "PerceiverTask": "base",
-    "ImageClassificationTask": "lightning_modules", "MaskedLanguageModelTask": "lightning_modules",
-    "MultimodalAutoencodingTask": "lightning_modules", "MultitaskClassificationTask": "lightning_modules",
-    "OpticalFlowTask": "lightning_modules", "SequenceClassificationTask": "lightning_modules",
+    "ExportCallback": "callbacks",
+    "ProgressLog": "callbacks",
+    "OptimizerConfig": "base",
+    "PerceiverTask": "base",
+    "ImageClassificationTask": "lightning_modules",
+    "MaskedLanguageModelTask": "lightning_modules",
+    "MultimodalAutoencodingTask": "lightning_modules",
+    "MultitaskClassificationTask": "lightning_modules",
+    "OpticalFlowTask": "lightning_modules",
+    "SequenceClassificationTask": "lightning_modules",
     "StepInBackward": "optim",
 }
 

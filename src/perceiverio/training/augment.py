@@ -29,14 +29,22 @@ class ImageAugmentation(nn.Module):
             batch, CutMix on the second (the paper: MixUp α 0.2); one on: the whole batch.
     """
 
-    def __init__(self, num_classes: int, randaugment: bool = False, randaugment_ops: int = 4,
-                 randaugment_magnitude: int = 5, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        randaugment: bool = False,
+        randaugment_ops: int = 4,
+        randaugment_magnitude: int = 5,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+    ) -> None:
         super().__init__()
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
         if not 0 < randaugment_magnitude <= 10:
-            raise ValueError(f"randaugment_magnitude must lie in (0, 10] (the paper's scale), got "
-                             f"{randaugment_magnitude}")
+            raise ValueError(
+                f"randaugment_magnitude must lie in (0, 10] (the paper's scale), got {randaugment_magnitude}"
+            )
         self.num_classes = num_classes
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self.randaugment = None
@@ -58,8 +66,10 @@ class ImageAugmentation(nn.Module):
             if self.randaugment is not None:
                 lo, hi = float(x.min()), float(x.max())
                 if lo < -1e-3 or hi > 1 + 1e-3:
-                    raise ValueError(f"RandAugment needs images in [0, 1] (normalise inside the model or after "
-                                     f"augmentation), got values in [{lo:.3g}, {hi:.3g}]")
+                    raise ValueError(
+                        f"RandAugment needs images in [0, 1] (normalise inside the model or after "
+                        f"augmentation), got values in [{lo:.3g}, {hi:.3g}]"
+                    )
                 if x.shape[1] == 1:  # grayscale: kornia's colour ops need RGB; augment replicated, average back
                     x = self.randaugment(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
                 else:
@@ -99,8 +109,7 @@ class ImageAugmentation(nn.Module):
         the image kept (``use_correct_lambda``)."""
         from kornia.augmentation import RandomCutMixV2
 
-        mix = RandomCutMixV2(num_mix=1, beta=self.cutmix_alpha, use_correct_lambda=True,
-                             data_keys=["input", "class"])
+        mix = RandomCutMixV2(num_mix=1, beta=self.cutmix_alpha, use_correct_lambda=True, data_keys=["input", "class"])
         out, y = mix(x, labels)
         y = y[0]
         w = y[:, 2:3].float()

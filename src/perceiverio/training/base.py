@@ -82,11 +82,14 @@ class OptimizerConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"optimizer.betas must be two numbers in [0, 1), got {self.betas}")
         if self.lr < 0 or self.weight_decay < 0 or self.eps < 0:
-            raise ValueError(f"optimizer lr, weight_decay and eps must be >= 0, got {self.lr}, {self.weight_decay}, "
-                             f"{self.eps}")
+            raise ValueError(
+                f"optimizer lr, weight_decay and eps must be >= 0, got {self.lr}, {self.weight_decay}, {self.eps}"
+            )
         if self.warmup_steps < 0 or not 0.0 <= self.constant_fraction <= 1.0:
-            raise ValueError(f"optimizer.warmup_steps must be >= 0 and constant_fraction in [0, 1], got "
-                             f"{self.warmup_steps}, {self.constant_fraction}")
+            raise ValueError(
+                f"optimizer.warmup_steps must be >= 0 and constant_fraction in [0, 1], got "
+                f"{self.warmup_steps}, {self.constant_fraction}"
+            )
 
 
 def as_config(value: Any, cls: type, name: str) -> Any:
@@ -107,15 +110,22 @@ def flat_signature(init: Callable, config_class: type, default: Any) -> inspect.
     its value in ``default``), then the options; ``config`` and ``**fields`` are left out."""
     own = inspect.signature(init)
     params = list(own.parameters.values())
-    options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[1:]
-               if p.name != "config" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    options = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in params[1:]
+        if p.name != "config" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     hints = typing.get_type_hints(config_class)
     clash = sorted({f.name for f in dataclasses.fields(config_class)} & {p.name for p in options})
     if clash:
         raise TypeError(f"options {clash} of {init.__qualname__} have the names of {config_class.__name__} fields")
-    fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(default, f.name),
-                                annotation=hints.get(f.name, Any))
-              for f in dataclasses.fields(config_class) if f.init]
+    fields = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(default, f.name), annotation=hints.get(f.name, Any)
+        )
+        for f in dataclasses.fields(config_class)
+        if f.init
+    ]
     return own.replace(parameters=[params[0], *fields, *options])
 
 
@@ -150,9 +160,16 @@ class PerceiverTask(L.LightningModule):
         if cls.config_class is not None and "__init__" in vars(cls):
             cls.__init__.__signature__ = flat_signature(cls.__init__, cls.config_class, cls.default_config())
 
-    def __init__(self, config: Any = None, fields: Mapping[str, Any] | None = None, *,
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, **options: Any) -> None:  # noqa: A002 (named like torch.compile)
+    def __init__(
+        self,
+        config: Any = None,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **options: Any,
+    ) -> None:  # noqa: A002 (named like torch.compile)
         super().__init__()
         self.model_config = self._model_config(config, dict(fields or {}))
         self.optimizer_config = as_config(optimizer, OptimizerConfig, "optimizer")
@@ -160,10 +177,17 @@ class PerceiverTask(L.LightningModule):
         self.compile_model = bool(compile)
         self._compiled = None  # set lazily; not a registered submodule (no duplicate weights in state_dict)
         self._step_in_backward: StepInBackward | None = None  # hooks while fitting with step_in_backward
-        hparams = {f.name: getattr(self.model_config, f.name) for f in dataclasses.fields(self.model_config)
-                   if f.init} if self.model_config is not None else {}
-        hparams.update(options, optimizer=self.optimizer_config, gradient_checkpointing=self.gradient_checkpointing,
-                       compile=self.compile_model)
+        hparams = (
+            {f.name: getattr(self.model_config, f.name) for f in dataclasses.fields(self.model_config) if f.init}
+            if self.model_config is not None
+            else {}
+        )
+        hparams.update(
+            options,
+            optimizer=self.optimizer_config,
+            gradient_checkpointing=self.gradient_checkpointing,
+            compile=self.compile_model,
+        )
         self._store_hparams({k: config_to_dict(v) for k, v in hparams.items()})
 
     def _model_config(self, config: Any, fields: dict[str, Any]) -> Any:
@@ -177,8 +201,10 @@ class PerceiverTask(L.LightningModule):
         config = type(self).default_config() if config is None else as_config(config, cls, "config")
         unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls) if f.init})
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}: neither its options nor "
-                            f"fields of {cls.__name__}")
+            raise TypeError(
+                f"{type(self).__name__} got unexpected arguments {unknown}: neither its options nor "
+                f"fields of {cls.__name__}"
+            )
         return dataclasses.replace(config, **{k: config_from_dict(v) for k, v in fields.items()}) if fields else config
 
     def _store_hparams(self, hparams: dict[str, Any]) -> None:
@@ -195,8 +221,10 @@ class PerceiverTask(L.LightningModule):
         if self.gradient_checkpointing:
             parts = [m for m in model.modules() if isinstance(m, (PerceiverEncoder, PerceiverDecoder))]
             if not parts:
-                raise ValueError(f"{type(model).__name__} has no Perceiver encoder or decoder: gradient "
-                                 "checkpointing is not available")
+                raise ValueError(
+                    f"{type(model).__name__} has no Perceiver encoder or decoder: gradient "
+                    "checkpointing is not available"
+                )
             for m in parts:
                 m.gradient_checkpointing = True
 
@@ -216,11 +244,18 @@ class PerceiverTask(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             if c.schedule != "constant":
-                raise ValueError(f"the {c.schedule!r} schedule needs a finite training length: set trainer "
-                                 "max_steps or max_epochs (or use optimizer.schedule=constant)")
+                raise ValueError(
+                    f"the {c.schedule!r} schedule needs a finite training length: set trainer "
+                    "max_steps or max_epochs (or use optimizer.schedule=constant)"
+                )
             total = 1
-        factor = functools.partial(lr_factor, total_steps=max(int(total), 1), schedule=c.schedule,
-                                   warmup_steps=c.warmup_steps, constant_fraction=c.constant_fraction)
+        factor = functools.partial(
+            lr_factor,
+            total_steps=max(int(total), 1),
+            schedule=c.schedule,
+            warmup_steps=c.warmup_steps,
+            constant_fraction=c.constant_fraction,
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         if c.step_in_backward:
             self._check_step_in_backward()
@@ -234,8 +269,10 @@ class PerceiverTask(L.LightningModule):
         if t.accumulate_grad_batches != 1:
             clash.append(f"accumulate_grad_batches={t.accumulate_grad_batches} (needs 1)")
         if t.gradient_clip_val:
-            clash.append(f"gradient_clip_val={t.gradient_clip_val} (needs none: clipping by global norm needs "
-                         "every gradient before the update)")
+            clash.append(
+                f"gradient_clip_val={t.gradient_clip_val} (needs none: clipping by global norm needs "
+                "every gradient before the update)"
+            )
         if str(t.precision) == "16-mixed":
             clash.append("precision=16-mixed (loss scaling needs every gradient before the update; use bf16-mixed)")
         if t.world_size > 1:

@@ -41,7 +41,7 @@ def gather_model_state(trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
         state = get_model_state_dict(strategy.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not trainer.is_global_zero:
         return None
-    return {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    return {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
 
 
 def save_model_with(model: nn.Module, weights: dict[str, torch.Tensor], directory: str | os.PathLike) -> Path:
@@ -56,8 +56,10 @@ def save_model_with(model: nn.Module, weights: dict[str, torch.Tensor], director
         copy = type(model)(model.config)
     missing, unexpected = copy.load_state_dict(weights, strict=False, assign=True)
     if missing or unexpected:
-        raise RuntimeError(f"the gathered weights do not fit {type(model).__name__}: missing {sorted(missing)[:5]}, "
-                           f"unexpected {sorted(unexpected)[:5]}")
+        raise RuntimeError(
+            f"the gathered weights do not fit {type(model).__name__}: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
     return copy.save_pretrained(directory)
 
 
@@ -130,8 +132,9 @@ class ProgressLog(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._start_step = time.perf_counter(), trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if not self._active(trainer) or step % self.every_n_steps or self._start is None:
             return
@@ -154,5 +157,4 @@ class ProgressLog(L.Callback):
         vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if vals:
             where = f" at step {trainer.global_step}" if trainer.training or trainer.state.fn == "fit" else ""
-            print(f"validation{where}: "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in sorted(vals.items())), flush=True)
+            print(f"validation{where}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(vals.items())), flush=True)

@@ -20,9 +20,15 @@ from torch import nn
 
 from ..tasks.flow import OpticalFlow, OpticalFlowConfig
 from ..tasks.image import ImageClassifier, ImageClassifierConfig
-from ..tasks.language import (MaskedLanguageModel, MaskedLanguageModelConfig, MultitaskClassifier,
-                              MultitaskClassifierConfig, SequenceClassifier, SequenceClassifierConfig,
-                              labeled_positions)
+from ..tasks.language import (
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    MultitaskClassifier,
+    MultitaskClassifierConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+    labeled_positions,
+)
 from ..tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from ..tasks.outputs import IGNORE_INDEX
 from .augment import ImageAugmentation
@@ -82,11 +88,24 @@ class MaskedLanguageModelTask(_Task):
 
     config_class, default_config = MaskedLanguageModelConfig, MaskedLanguageModelConfig.tiny
 
-    def __init__(self, config: MaskedLanguageModelConfig | None = None, *, decode_labeled_only: bool = True,
-                 optimizer: OptimizerConfig = OptimizerConfig(),
-                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile, decode_labeled_only=decode_labeled_only)
+    def __init__(
+        self,
+        config: MaskedLanguageModelConfig | None = None,
+        *,
+        decode_labeled_only: bool = True,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config,
+            fields,
+            optimizer=optimizer,
+            gradient_checkpointing=gradient_checkpointing,
+            compile=compile,
+            decode_labeled_only=decode_labeled_only,
+        )
         self._setup_model(MaskedLanguageModel(self.model_config))
         self.decode_labeled_only = decode_labeled_only
         self.val_nats, self.val_correct = RatioMetric(), RatioMetric()
@@ -133,11 +152,18 @@ class SequenceClassificationTask(_Task):
 
     config_class, default_config = SequenceClassifierConfig, SequenceClassifierConfig.tiny
 
-    def __init__(self, config: SequenceClassifierConfig | None = None, *,
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile)
+    def __init__(
+        self,
+        config: SequenceClassifierConfig | None = None,
+        *,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
+        )
         self._setup_model(SequenceClassifier(self.model_config))
         self.val_loss, self.val_acc = RatioMetric(), RatioMetric()
 
@@ -171,11 +197,18 @@ class MultitaskClassificationTask(_Task):
 
     config_class, default_config = MultitaskClassifierConfig, MultitaskClassifierConfig.tiny
 
-    def __init__(self, config: MultitaskClassifierConfig | None = None, *,
-                 optimizer: OptimizerConfig = OptimizerConfig(), gradient_checkpointing: bool = False,
-                 compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile)
+    def __init__(
+        self,
+        config: MultitaskClassifierConfig | None = None,
+        *,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
+        )
         config = self.model_config
         self._setup_model(MultitaskClassifier(config))
         self.tasks = dict(config.tasks)
@@ -189,8 +222,9 @@ class MultitaskClassificationTask(_Task):
         loss = out.loss
         if loss is None:  # no labels at all in this batch: a zero loss keeps every process stepping together
             loss = sum(v.sum() for v in out.logits.values()) * 0.0
-        self._log_train({"train/loss": loss, **{f"train/loss_{k}": v for k, v in out.task_losses.items()}},
-                        ids.shape[0])
+        self._log_train(
+            {"train/loss": loss, **{f"train/loss_{k}": v for k, v in out.task_losses.items()}}, ids.shape[0]
+        )
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -233,18 +267,37 @@ class ImageClassificationTask(_Task):
 
     config_class, default_config = ImageClassifierConfig, ImageClassifierConfig.tiny
 
-    def __init__(self, config: ImageClassifierConfig | None = None, *, randaugment: bool = False,
-                 randaugment_ops: int = 4, randaugment_magnitude: int = 5, mixup_alpha: float = 0.0,
-                 cutmix_alpha: float = 0.0, optimizer: OptimizerConfig = OptimizerConfig(),
-                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile, randaugment=randaugment, randaugment_ops=randaugment_ops,
-                         randaugment_magnitude=randaugment_magnitude, mixup_alpha=mixup_alpha,
-                         cutmix_alpha=cutmix_alpha)
+    def __init__(
+        self,
+        config: ImageClassifierConfig | None = None,
+        *,
+        randaugment: bool = False,
+        randaugment_ops: int = 4,
+        randaugment_magnitude: int = 5,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config,
+            fields,
+            optimizer=optimizer,
+            gradient_checkpointing=gradient_checkpointing,
+            compile=compile,
+            randaugment=randaugment,
+            randaugment_ops=randaugment_ops,
+            randaugment_magnitude=randaugment_magnitude,
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+        )
         config = self.model_config
         self._setup_model(ImageClassifier(config))
-        self.augment = ImageAugmentation(config.num_classes, randaugment, randaugment_ops, randaugment_magnitude,
-                                         mixup_alpha, cutmix_alpha)
+        self.augment = ImageAugmentation(
+            config.num_classes, randaugment, randaugment_ops, randaugment_magnitude, mixup_alpha, cutmix_alpha
+        )
         self.val_loss, self.val_acc = RatioMetric(), RatioMetric()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -275,10 +328,18 @@ class OpticalFlowTask(_Task):
 
     config_class, default_config = OpticalFlowConfig, OpticalFlowConfig.tiny
 
-    def __init__(self, config: OpticalFlowConfig | None = None, *, optimizer: OptimizerConfig = OptimizerConfig(),
-                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile)
+    def __init__(
+        self,
+        config: OpticalFlowConfig | None = None,
+        *,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
+        )
         self._setup_model(OpticalFlow(self.model_config))
         self.val_epe = RatioMetric()
 
@@ -319,18 +380,34 @@ class MultimodalAutoencodingTask(_Task):
 
     config_class, default_config = MultimodalAutoencoderConfig, MultimodalAutoencoderConfig.tiny
 
-    def __init__(self, config: MultimodalAutoencoderConfig | None = None, *,
-                 train_points: dict[str, int] = {"image": 512, "audio": 512}, seed: int = 0,  # noqa: B006
-                 optimizer: OptimizerConfig = OptimizerConfig(),
-                 gradient_checkpointing: bool = False, compile: bool = False, **fields: Any) -> None:  # noqa: A002
-        super().__init__(config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                         compile=compile, train_points=dict(train_points), seed=seed)
+    def __init__(
+        self,
+        config: MultimodalAutoencoderConfig | None = None,
+        *,
+        train_points: dict[str, int] = {"image": 512, "audio": 512},  # noqa: B006 (never mutated; shown by --help)
+        seed: int = 0,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            config,
+            fields,
+            optimizer=optimizer,
+            gradient_checkpointing=gradient_checkpointing,
+            compile=compile,
+            train_points=dict(train_points),
+            seed=seed,
+        )
         config = self.model_config
         self._setup_model(MultimodalAutoencoder(config))
         unknown = sorted(set(train_points) - set(self.model.modalities))
         if unknown or any(int(n) <= 0 for n in train_points.values()):
-            raise ValueError(f"train_points must map modality names {self.model.modalities} to positive counts, "
-                             f"got {dict(train_points)}")
+            raise ValueError(
+                f"train_points must map modality names {self.model.modalities} to positive counts, "
+                f"got {dict(train_points)}"
+            )
         self.train_points = {k: int(v) for k, v in train_points.items()}
         self.seed = int(seed)
         self.kinds = config.kinds

@@ -48,8 +48,7 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     return nats, correct, keep.sum()
 
 
-def classification_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                  torch.Tensor]:
+def classification_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(Σ cross-entropy, Σ correct, count)`` of ``logits [B, K]`` against class ids ``[B]`` (-100 ignored)."""
     return token_stats(logits, labels)
 
@@ -57,13 +56,15 @@ def classification_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[to
 def end_point_error(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-pixel end-point error ``‖flow − target‖₂`` of ``[B, 2, H, W]`` flows -> ``[B, H, W]``."""
     if flow.shape != target.shape or flow.dim() != 4 or flow.shape[1] != 2:
-        raise ValueError(f"flow and target must both be [B, 2, H, W], got {tuple(flow.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"flow and target must both be [B, 2, H, W], got {tuple(flow.shape)} and {tuple(target.shape)}"
+        )
     return (flow.float() - target.float()).square().sum(1).sqrt()
 
 
-def epe_stats(flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def epe_stats(
+    flow: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Σ EPE, number of pixels)`` over valid pixels (``valid [B, H, W]`` bool; None: every pixel)."""
     epe = end_point_error(flow, target)
     if valid is None:
@@ -84,8 +85,10 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> 
     b = target.shape[0]
     p, t = prediction.reshape(b, -1).float(), target.reshape(b, -1).float()
     if p.shape != t.shape:
-        raise ValueError(f"prediction and target must have the same number of values per example, got "
-                         f"{tuple(prediction.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"prediction and target must have the same number of values per example, got "
+            f"{tuple(prediction.shape)} and {tuple(target.shape)}"
+        )
     data_range = t.amax(1) - t.amin(1)
     mse = (p - t).square().mean(1).clamp(min=eps)
     defined = data_range > 0

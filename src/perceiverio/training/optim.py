@@ -22,11 +22,18 @@ class Lamb(torch.optim.Optimizer):
     The weight decay is decoupled (added to the update, scaled by the trust ratio), per parameter group.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+    ) -> None:
         if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"invalid LAMB hyper-parameters: lr={lr}, betas={betas}, eps={eps}, "
-                             f"weight_decay={weight_decay}")
+            raise ValueError(
+                f"invalid LAMB hyper-parameters: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
+            )
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
@@ -55,7 +62,7 @@ class Lamb(torch.optim.Optimizer):
                 grad, w = p.grad.to(dtype), p.to(dtype)
                 m.mul_(b1).add_(grad, alpha=1 - b1)
                 v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                update = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + group["eps"])
+                update = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + group["eps"])
                 if group["weight_decay"]:
                     update = update.add(w, alpha=group["weight_decay"])
                 w_norm, u_norm = w.norm(), update.norm()
@@ -130,8 +137,9 @@ def param_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {unwrapped_name(n): tuple(p.shape) for n, p in model.named_parameters()}
 
 
-def param_groups(model: nn.Module, weight_decay: float,
-                 shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> list[dict]:
     """Two groups: weights with ``weight_decay``; biases and normalisation scales/offsets (every parameter with
     fewer than 2 dimensions) without decay, as in the official recipe.
 
@@ -151,14 +159,22 @@ def sharded_parameters(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) 
     return [n for n, p in model.named_parameters() if tuple(p.shape) != tuple(shapes.get(unwrapped_name(n), p.shape))]
 
 
-def build_optimizer(model: nn.Module, name: str = "lamb", lr: float = 1e-3, weight_decay: float = 0.0,
-                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                    shapes: Mapping[str, tuple[int, ...]] | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    name: str = "lamb",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> torch.optim.Optimizer:
     """``lamb`` or ``adamw`` over :func:`param_groups` (decoupled decay, none on biases and norms). LAMB needs whole
     parameters (its trust ratio is a norm per parameter): it is refused when ``shapes`` shows sharded ones."""
     if name == "lamb" and shapes is not None and sharded_parameters(model, shapes):
-        raise ValueError("optimizer.name=lamb needs whole parameters (its trust ratio is the norm of each "
-                         "parameter), but the strategy shards them (FSDP): use optimizer.name=adamw, or DDP")
+        raise ValueError(
+            "optimizer.name=lamb needs whole parameters (its trust ratio is the norm of each "
+            "parameter), but the strategy shards them (FSDP): use optimizer.name=adamw, or DDP"
+        )
     groups = param_groups(model, weight_decay, shapes)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=eps)
@@ -167,8 +183,9 @@ def build_optimizer(model: nn.Module, name: str = "lamb", lr: float = 1e-3, weig
     raise ValueError(f"optimizer must be 'lamb' or 'adamw', got {name!r}")
 
 
-def lr_factor(step: int, total_steps: int, schedule: str = "warmup_cosine", warmup_steps: int = 0,
-              constant_fraction: float = 0.5) -> float:
+def lr_factor(
+    step: int, total_steps: int, schedule: str = "warmup_cosine", warmup_steps: int = 0, constant_fraction: float = 0.5
+) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``.
 
     ``warmup_cosine``: linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (MLM: 1k

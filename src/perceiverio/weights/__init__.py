@@ -14,5 +14,16 @@ from .haiku import read_haiku
 from .registry import REGISTRY, Converters, converters, to_haiku
 from .safe_pickle import load_pickle
 
-__all__ = ["REGISTRY", "Converters", "config_from_dict", "config_to_dict", "converters", "load_pickle",
-           "load_pretrained", "push_to_hub", "read_haiku", "save_pretrained", "to_haiku"]
+__all__ = [
+    "REGISTRY",
+    "Converters",
+    "config_from_dict",
+    "config_to_dict",
+    "converters",
+    "load_pickle",
+    "load_pretrained",
+    "push_to_hub",
+    "read_haiku",
+    "save_pretrained",
+    "to_haiku",
+]

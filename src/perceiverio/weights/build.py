@@ -46,6 +46,8 @@ def assign_weights(model: nn.Module, state: Mapping[str, torch.Tensor], copy: bo
     model.load_state_dict(ready, strict=True, assign=True)
     left = [name for name, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if left:
-        raise RuntimeError(f"internal: {type(model).__name__} has tensors no checkpoint entry filled (still on the "
-                           f"meta device): {left[:6]}")
+        raise RuntimeError(
+            f"internal: {type(model).__name__} has tensors no checkpoint entry filled (still on the "
+            f"meta device): {left[:6]}"
+        )
     return model

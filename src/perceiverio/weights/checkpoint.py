@@ -115,11 +115,15 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
 def check_config(meta: Any, where: str = "the checkpoint") -> None:
     """ValueError unless ``meta`` (a parsed ``config.json``) is one of ours."""
     if isinstance(meta, Mapping) and meta.get("model_type") == "perceiver":
-        raise ValueError(f"{where} is a transformers Perceiver checkpoint, not a perceiverio one: load it with "
-                         "Model.from_transformers")
+        raise ValueError(
+            f"{where} is a transformers Perceiver checkpoint, not a perceiverio one: load it with "
+            "Model.from_transformers"
+        )
     if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a perceiverio checkpoint config (format {FORMAT!r} expected; for a "
-                         "transformers checkpoint use Model.from_transformers)")
+        raise ValueError(
+            f"{where} is not a perceiverio checkpoint config (format {FORMAT!r} expected; for a "
+            "transformers checkpoint use Model.from_transformers)"
+        )
 
 
 def _model_class(name: str, expected: type | None) -> type:
@@ -133,17 +137,26 @@ def _model_class(name: str, expected: type | None) -> type:
     return cls
 
 
-def load_pretrained(name_or_path: str | os.PathLike, expected: type | None = None,
-                    map_location: str | torch.device = "cpu", revision: str | None = None,
-                    token: str | bool | None = None) -> nn.Module:
+def load_pretrained(
+    name_or_path: str | os.PathLike,
+    expected: type | None = None,
+    map_location: str | torch.device = "cpu",
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> nn.Module:
     """Rebuild the model saved by :func:`save_pretrained` (eval mode), from a folder or a Hub repository id.
 
     ``expected``: a class the model must be. The model is built on the meta device and takes the file's tensors
     as they are loaded onto ``map_location`` (no initialisation, no second copy).
     """
     if hub.is_repo_id(name_or_path):
-        directory = hub.download_checkpoint(str(name_or_path), revision, weights=(WEIGHTS,), token=token,
-                                            check_config=lambda meta: check_config(meta, str(name_or_path)))
+        directory = hub.download_checkpoint(
+            str(name_or_path),
+            revision,
+            weights=(WEIGHTS,),
+            token=token,
+            check_config=lambda meta: check_config(meta, str(name_or_path)),
+        )
     elif revision is not None:
         raise ValueError(f"revision= applies to Hugging Face Hub repositories; {name_or_path} is a local path")
     else:
@@ -160,12 +173,27 @@ def load_pretrained(name_or_path: str | os.PathLike, expected: type | None = Non
     return assign_weights(model, load_file(directory / WEIGHTS, device=str(map_location))).eval()
 
 
-def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
-                revision: str | None = None, commit_message: str | None = None, create_pr: bool = False) -> Any:
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+) -> Any:
     """Upload ``model`` to the Hugging Face Hub repository ``repo_id`` (created if missing) as the folder
     :func:`save_pretrained` writes, in one commit; ``Model.from_pretrained(repo_id)`` loads it back."""
     with tempfile.TemporaryDirectory() as folder:
         save_pretrained(model, folder)
         message = commit_message or f"Upload {type(model).__name__} (perceiverio)"
-        return hub.upload_folder(folder, repo_id, private=private, token=token, revision=revision,
-                                 commit_message=message, create_pr=create_pr)
+        return hub.upload_folder(
+            folder,
+            repo_id,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=message,
+            create_pr=create_pr,
+        )

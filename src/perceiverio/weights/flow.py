@@ -53,11 +53,20 @@ HF_QUERY_CHANNELS = HF_PATCH_CHANNELS + 2 * (2 * HF_BANDS + 1)  # 322
 
 def config_from_hf(hf: Mapping[str, Any]) -> OpticalFlowConfig:
     qk = HF_QUERY_CHANNELS if hf["cross_attention_shape_for_attention"] == "q" else None
-    decoder = DecoderConfig(num_query_channels=HF_QUERY_CHANNELS, num_output_channels=2, num_heads=1,
-                            qk_channels=qk, use_query_residual=False)
-    return OpticalFlowConfig(train_size=tuple(hf.get("train_size") or TRAIN_SIZE),
-                             num_patch_channels=HF_PATCH_CHANNELS, num_bands=HF_BANDS,
-                             encoder=encoder_config_from_hf(hf), decoder=decoder)
+    decoder = DecoderConfig(
+        num_query_channels=HF_QUERY_CHANNELS,
+        num_output_channels=2,
+        num_heads=1,
+        qk_channels=qk,
+        use_query_residual=False,
+    )
+    return OpticalFlowConfig(
+        train_size=tuple(hf.get("train_size") or TRAIN_SIZE),
+        num_patch_channels=HF_PATCH_CHANNELS,
+        num_bands=HF_BANDS,
+        encoder=encoder_config_from_hf(hf),
+        decoder=decoder,
+    )
 
 
 def config_from_state(state: StateDict) -> OpticalFlowConfig:
@@ -66,24 +75,37 @@ def config_from_state(state: StateDict) -> OpticalFlowConfig:
     patch = state[f"{PRE}.conv_after_patches.weight"].shape[0]
     bands = (decoder.num_query_channels - patch - 2) // 4
     return OpticalFlowConfig(
-        num_patch_channels=patch, num_bands=bands,
+        num_patch_channels=patch,
+        num_bands=bands,
         encoder=encoder_config_from_state(state, num_cross_attention_heads=1, num_self_attention_heads=16),
-        decoder=dataclasses.replace(decoder, num_output_channels=state[f"{DEC}.final_layer.weight"].shape[0]))
+        decoder=dataclasses.replace(decoder, num_output_channels=state[f"{DEC}.final_layer.weight"].shape[0]),
+    )
 
 
 def key_map(config: OpticalFlowConfig) -> KeyMap:
-    return (map_encoder(config.encoder.num_self_attends_per_block)
-            | map_params("input_adapter", PRE, {"patches_linear": "conv_after_patches"})
-            | map_cross_attention("decoder.cross_attention", f"{DEC}.decoding_cross_attention")
-            | map_params("decoder", DEC, {"projection": "final_layer"}))
+    return (
+        map_encoder(config.encoder.num_self_attends_per_block)
+        | map_params("input_adapter", PRE, {"patches_linear": "conv_after_patches"})
+        | map_cross_attention("decoder.cross_attention", f"{DEC}.decoding_cross_attention")
+        | map_params("decoder", DEC, {"projection": "final_layer"})
+    )
 
 
 TRANSFORMERS = TransformersHead(
-    "PerceiverForOpticalFlow", ("PerceiverForOpticalFlow",), OpticalFlowConfig,
-    ("perceiver.embeddings.latents", f"{PRE}.conv_after_patches.weight", f"{DEC}.final_layer.weight",
-     f"{DEC}.decoding_cross_attention.attention.self.query.weight",
-     "perceiver.encoder.self_attends.0.attention.self.query.weight"),
-    config_from_hf, config_from_state, key_map)
+    "PerceiverForOpticalFlow",
+    ("PerceiverForOpticalFlow",),
+    OpticalFlowConfig,
+    (
+        "perceiver.embeddings.latents",
+        f"{PRE}.conv_after_patches.weight",
+        f"{DEC}.final_layer.weight",
+        f"{DEC}.decoding_cross_attention.attention.self.query.weight",
+        "perceiver.encoder.self_attends.0.attention.self.query.weight",
+    ),
+    config_from_hf,
+    config_from_state,
+    key_map,
+)
 
 
 # ------------------------------------------------------------------------------------------------- Haiku

@@ -56,15 +56,19 @@ def read_haiku(source: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Te
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: z[k] for k in z.files}
             if any(k.startswith("params/") for k in raw):
-                source = {"params": {k[7:]: v for k, v in raw.items() if k.startswith("params/")},
-                          "state": {k[6:]: v for k, v in raw.items() if k.startswith("state/")}}
+                source = {
+                    "params": {k[7:]: v for k, v in raw.items() if k.startswith("params/")},
+                    "state": {k[6:]: v for k, v in raw.items() if k.startswith("state/")},
+                }
             else:
                 source = raw
         elif path.suffix in (".pickle", ".pkl", ".pystate"):  # .pystate: the released optical-flow checkpoint
             source = load_pickle(path)
         else:
-            raise ValueError(f"unsupported Haiku checkpoint file {path.name}: expected .pickle, .pkl or .npz "
-                             "(or .pystate, the released optical-flow pickle)")
+            raise ValueError(
+                f"unsupported Haiku checkpoint file {path.name}: expected .pickle, .pkl or .npz "
+                "(or .pystate, the released optical-flow pickle)"
+            )
     if not isinstance(source, Mapping):
         raise ValueError(f"Haiku params must be a mapping (or a .pickle/.npz path), got {type(source).__name__}")
     if isinstance(source.get("params"), Mapping):
@@ -183,8 +187,9 @@ def encoder(hp: HaikuParams, hk: str, pt: str, out: Converted, num_self_attends:
         self_attention_block(hp, f"{hk}/~/{haiku_name('self_attention', i)}", f"{pt}.self_attention.{i}", out)
 
 
-def basic_decoder(hp: HaikuParams, hk: str, pt: str, out: Converted, final_project: bool,
-                  queries: str | None = None) -> None:
+def basic_decoder(
+    hp: HaikuParams, hk: str, pt: str, out: Converted, final_project: bool, queries: str | None = None
+) -> None:
     """Official ``BasicDecoder`` -> :class:`~perceiverio.core.decoder.PerceiverDecoder` (+ its trainable queries
     into the :class:`~perceiverio.core.position.TrainablePositionEncoding` at torch path ``queries``)."""
     cross_attention_block(hp, f"{hk}/cross_attention", f"{pt}.cross_attention", out)
@@ -203,19 +208,30 @@ def infer_encoder_config(hp: HaikuParams, enc: str, num_input_channels: int, def
     layers = next(i for i in range(len(hp.params) + 1) if not hp.has(f"{enc}/~/{haiku_name('self_attention', i)}"))
     if layers == 0:
         raise ValueError(f"not a Perceiver IO Haiku checkpoint: no {sa}")
-    seen = (hp.shape(f"{ca}/attention/linear/w")[1], hp.shape(f"{ca}/attention/linear_2/w")[1],
-            hp.shape(f"{sa}/attention/linear/w")[1], hp.shape(f"{sa}/attention/linear_2/w")[1])
+    seen = (
+        hp.shape(f"{ca}/attention/linear/w")[1],
+        hp.shape(f"{ca}/attention/linear_2/w")[1],
+        hp.shape(f"{sa}/attention/linear/w")[1],
+        hp.shape(f"{sa}/attention/linear_2/w")[1],
+    )
     for qk in (seen[0], None):  # the official encoder passes one qk/v setting to the cross- and self-attends
         for v in (seen[1], None):
             qk_c, qk_s = qk or num_input_channels, qk or d
             if (qk_c, v or qk_c, qk_s, v or qk_s) == seen:
                 return dataclasses.replace(
-                    defaults, num_latents=n, num_latent_channels=d, num_self_attends_per_block=layers,
-                    qk_channels=qk, v_channels=v,
+                    defaults,
+                    num_latents=n,
+                    num_latent_channels=d,
+                    num_self_attends_per_block=layers,
+                    qk_channels=qk,
+                    v_channels=v,
                     cross_attention_widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // d,
-                    self_attention_widening_factor=hp.shape(f"{sa}/mlp/linear/w")[1] // d)
-    raise ValueError(f"encoder attention widths (cross qk/v {seen[:2]}, self qk/v {seen[2:]}) are not expressible "
-                     "with one qk_channels/v_channels setting")
+                    self_attention_widening_factor=hp.shape(f"{sa}/mlp/linear/w")[1] // d,
+                )
+    raise ValueError(
+        f"encoder attention widths (cross qk/v {seen[:2]}, self qk/v {seen[2:]}) are not expressible "
+        "with one qk_channels/v_channels setting"
+    )
 
 
 def infer_decoder_config(hp: HaikuParams, dec: str, defaults: Any) -> Any:
@@ -224,8 +240,13 @@ def infer_decoder_config(hp: HaikuParams, dec: str, defaults: Any) -> Any:
     e = hp.shape(f"{ca}/layer_norm/scale")[0]
     out = hp.shape(f"{dec}/output/w")[1] if f"{dec}/output/w" in hp.params else None
     return dataclasses.replace(
-        defaults, num_query_channels=e, num_output_channels=out, qk_channels=hp.shape(f"{ca}/attention/linear/w")[1],
-        v_channels=hp.shape(f"{ca}/attention/linear_2/w")[1], widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // e)
+        defaults,
+        num_query_channels=e,
+        num_output_channels=out,
+        qk_channels=hp.shape(f"{ca}/attention/linear/w")[1],
+        v_channels=hp.shape(f"{ca}/attention/linear_2/w")[1],
+        widening_factor=hp.shape(f"{ca}/mlp/linear/w")[1] // e,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- entry points
@@ -243,8 +264,9 @@ class HaikuConverter:
     infer: Callable[[HaikuParams, type], Any] | None = None
 
 
-def load_from_haiku(cls: type, source: Any, config: Any = None, *, converter: HaikuConverter,
-                    **overrides: Any) -> nn.Module:
+def load_from_haiku(
+    cls: type, source: Any, config: Any = None, *, converter: HaikuConverter, **overrides: Any
+) -> nn.Module:
     """Build ``cls`` from official Haiku params with ``converter`` (what ``Model.from_haiku`` runs).
 
     Without ``config``, every size is inferred from the array shapes; head counts, ``num_blocks`` and query
@@ -314,7 +336,7 @@ def export_haiku(model: nn.Module, converter: HaikuConverter) -> dict[str, dict[
             t = t.reshape(1, 1, 1, -1)
         array = t.numpy().astype(np.int32) if param == "counter" else t.numpy().copy()
         if module.startswith("state/"):
-            hk_state.setdefault(module[len("state/"):], {})[param] = array
+            hk_state.setdefault(module[len("state/") :], {})[param] = array
         else:
             out.setdefault(module, {})[param] = array
     return {"params": out, "state": hk_state} if hk_state else out

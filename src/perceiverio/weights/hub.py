@@ -28,8 +28,12 @@ WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN)  # in order of prefer
 def is_repo_id(source: Any) -> bool:
     """Whether ``source`` names a Hub repository: a ``str`` (not a ``Path``) of the form ``org/name`` that is not
     an existing local path."""
-    return (isinstance(source, str) and REPO_ID.fullmatch(source) is not None and ".." not in source
-            and not Path(source).exists())
+    return (
+        isinstance(source, str)
+        and REPO_ID.fullmatch(source) is not None
+        and ".." not in source
+        and not Path(source).exists()
+    )
 
 
 def _true(value: str | None) -> bool:
@@ -40,8 +44,11 @@ def offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, or as ``huggingface_hub`` read it at import."""
     from huggingface_hub import constants
 
-    return (_true(os.environ.get("HF_HUB_OFFLINE")) or _true(os.environ.get("TRANSFORMERS_OFFLINE"))
-            or bool(constants.HF_HUB_OFFLINE))
+    return (
+        _true(os.environ.get("HF_HUB_OFFLINE"))
+        or _true(os.environ.get("TRANSFORMERS_OFFLINE"))
+        or bool(constants.HF_HUB_OFFLINE)
+    )
 
 
 def cache_dir() -> str:
@@ -60,26 +67,39 @@ def _fetch(repo_id: str, filename: str, revision: str | None, token: str | bool 
     """One file of the repository (from the cache, or downloaded into it); None if the repository has no such file
     (or, offline, the cache has none). Access problems raise OSError with the reason."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                       RevisionNotFoundError)
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir(),
-                                    local_files_only=offline(), token=token))
+        return Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision, cache_dir=cache_dir(), local_files_only=offline(), token=token
+            )
+        )
     except LocalEntryNotFoundError:
         return None
     except RevisionNotFoundError as e:
         raise OSError(f"the Hugging Face Hub repository {repo_id} has no revision {revision!r}") from e
     except RepositoryNotFoundError as e:
-        raise OSError(f"{repo_id!r} is neither a local folder nor a model repository on the Hugging Face Hub (a "
-                      "private or gated repository needs a token: `hf auth login` or HF_TOKEN)") from e
+        raise OSError(
+            f"{repo_id!r} is neither a local folder nor a model repository on the Hugging Face Hub (a "
+            "private or gated repository needs a token: `hf auth login` or HF_TOKEN)"
+        ) from e
     except EntryNotFoundError:
         return None
 
 
-def download_checkpoint(repo_id: str, revision: str | None = None, weights: tuple[str, ...] = WEIGHT_FILES,
-                        check_config: Callable[[Mapping[str, Any]], None] | None = None,
-                        token: str | bool | None = None) -> Path:
+def download_checkpoint(
+    repo_id: str,
+    revision: str | None = None,
+    weights: tuple[str, ...] = WEIGHT_FILES,
+    check_config: Callable[[Mapping[str, Any]], None] | None = None,
+    token: str | bool | None = None,
+) -> Path:
     """The local folder (a snapshot in the Hub cache) holding ``config.json`` and the first of ``weights`` that the
     repository has (a safetensors index brings its shards; no ``weights``: the config only). ``check_config(config)``
     may refuse the config (raise ValueError) before any weights are fetched. Raises OSError when the repository,
@@ -88,11 +108,15 @@ def download_checkpoint(repo_id: str, revision: str | None = None, weights: tupl
     where = f"{repo_id}" + (f" (revision {revision!r})" if revision else "")
     if config_path is None:
         if offline():
-            raise OSError(f"{where} is not in the Hugging Face cache {cache_dir()} and HF_HUB_OFFLINE is set: "
-                          "download it once online (or unset HF_HUB_OFFLINE), or point HF_HUB_CACHE at a cache "
-                          "that holds it")
-        raise OSError(f"{where}: no config.json on the Hugging Face Hub (or the Hub could not be reached and the "
-                      f"cache {cache_dir()} does not hold it)")
+            raise OSError(
+                f"{where} is not in the Hugging Face cache {cache_dir()} and HF_HUB_OFFLINE is set: "
+                "download it once online (or unset HF_HUB_OFFLINE), or point HF_HUB_CACHE at a cache "
+                "that holds it"
+            )
+        raise OSError(
+            f"{where}: no config.json on the Hugging Face Hub (or the Hub could not be reached and the "
+            f"cache {cache_dir()} does not hold it)"
+        )
     try:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as e:
@@ -115,9 +139,16 @@ def download_checkpoint(repo_id: str, revision: str | None = None, weights: tupl
     raise OSError(f"{where} has a config.json but none of {', '.join(weights)} {state}")
 
 
-def upload_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None = None,
-                  token: str | bool | None = None, revision: str | None = None, commit_message: str | None = None,
-                  create_pr: bool = False) -> Any:
+def upload_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+) -> Any:
     """Create the model repository if needed (``HfApi.create_repo(exist_ok=True)``) and upload ``folder`` to its
     root in one commit (``HfApi.upload_folder``); returns what ``upload_folder`` returns (the commit info)."""
     from huggingface_hub import HfApi
@@ -126,5 +157,11 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | No
         raise ValueError(f"repo_id must read 'org/name', got {repo_id!r}")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                             commit_message=commit_message, create_pr=create_pr)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        revision=revision,
+        commit_message=commit_message,
+        create_pr=create_pr,
+    )

@@ -79,8 +79,11 @@ from .transformers import (
 
 # ------------------------------------------------------------------------------------------------- transformers
 PRE = "perceiver.input_preprocessor"
-FOURIER, LEARNED, CONV = ("PerceiverForImageClassificationFourier", "PerceiverForImageClassificationLearned",
-                          "PerceiverForImageClassificationConvProcessing")
+FOURIER, LEARNED, CONV = (
+    "PerceiverForImageClassificationFourier",
+    "PerceiverForImageClassificationLearned",
+    "PerceiverForImageClassificationConvProcessing",
+)
 HEAD_NAMES = (FOURIER, LEARNED, CONV)
 BATCHNORM_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -97,20 +100,38 @@ def head_of_state(state: StateDict) -> str:
 def hf_adapter(head: str, image_size: int | None = None) -> ImageAdapterConfig:
     """The image adapter that transformers' ``head`` hard-codes."""
     if head == FOURIER:
-        return ImageAdapterConfig(image_shape=(224, 224), prep_type="pixels", position_encoding="fourier",
-                                  num_bands=64, max_resolution=(224, 224))
+        return ImageAdapterConfig(
+            image_shape=(224, 224),
+            prep_type="pixels",
+            position_encoding="fourier",
+            num_bands=64,
+            max_resolution=(224, 224),
+        )
     if head == CONV:
-        return ImageAdapterConfig(image_shape=(224, 224), prep_type="conv", spatial_downsample=4, num_channels=64,
-                                  position_encoding="fourier", num_bands=64, max_resolution=(56, 56),
-                                  unpadded_pool=True, symmetric_conv_padding=True)
-    return ImageAdapterConfig(image_shape=(image_size, image_size), prep_type="conv1x1", num_channels=256,
-                              position_encoding="trainable", num_pos_channels=256, project_pos_dim=256)
+        return ImageAdapterConfig(
+            image_shape=(224, 224),
+            prep_type="conv",
+            spatial_downsample=4,
+            num_channels=64,
+            position_encoding="fourier",
+            num_bands=64,
+            max_resolution=(56, 56),
+            unpadded_pool=True,
+            symmetric_conv_padding=True,
+        )
+    return ImageAdapterConfig(
+        image_shape=(image_size, image_size),
+        prep_type="conv1x1",
+        num_channels=256,
+        position_encoding="trainable",
+        num_pos_channels=256,
+        project_pos_dim=256,
+    )
 
 
 def _image_size(raw: Any) -> int:
     """transformers' ``image_size`` (an int, or a square [n, n]) for the learned head's table."""
-    size = raw if isinstance(raw, int) else (raw[0] if isinstance(raw, (list, tuple)) and len(set(raw)) == 1
-                                             else None)
+    size = raw if isinstance(raw, int) else (raw[0] if isinstance(raw, (list, tuple)) and len(set(raw)) == 1 else None)
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"PerceiverForImageClassificationLearned needs a square integer image_size, got {raw!r}")
     return size
@@ -119,12 +140,16 @@ def _image_size(raw: Any) -> int:
 def config_from_hf(hf: Mapping[str, Any]) -> ImageClassifierConfig:
     arch = [a for a in (hf.get("architectures") or []) if a in HEAD_NAMES]
     if len(arch) != 1:
-        raise ValueError("cannot tell which transformers image head this config belongs to; load through "
-                         "ImageClassifier.from_transformers(source), which reads it from the weights")
+        raise ValueError(
+            "cannot tell which transformers image head this config belongs to; load through "
+            "ImageClassifier.from_transformers(source), which reads it from the weights"
+        )
     return ImageClassifierConfig(
         adapter=hf_adapter(arch[0], _image_size(hf.get("image_size", 56)) if arch[0] == LEARNED else None),
-        encoder=encoder_config_from_hf(hf), num_classes=num_labels(hf),
-        decoder=DecoderConfig(num_query_channels=hf["d_latents"], num_heads=1, use_query_residual=True))
+        encoder=encoder_config_from_hf(hf),
+        num_classes=num_labels(hf),
+        decoder=DecoderConfig(num_query_channels=hf["d_latents"], num_heads=1, use_query_residual=True),
+    )
 
 
 def config_from_state(state: StateDict) -> ImageClassifierConfig:
@@ -135,12 +160,15 @@ def config_from_state(state: StateDict) -> ImageClassifierConfig:
         size = math.isqrt(p)
         if size * size != p:
             raise ValueError(f"the learned position table has {p} rows, not image_size² for a square image")
-    encoder_config = dataclasses.replace(encoder_config_from_state(state, num_cross_attention_heads=1,
-                                                                   num_self_attention_heads=8), num_blocks=8)
+    encoder_config = dataclasses.replace(
+        encoder_config_from_state(state, num_cross_attention_heads=1, num_self_attention_heads=8), num_blocks=8
+    )
     return ImageClassifierConfig(
-        adapter=hf_adapter(head, size), encoder=encoder_config,
+        adapter=hf_adapter(head, size),
+        encoder=encoder_config,
         decoder=decoder_config_from_state(state, f"{CLASSIFICATION_DECODER}.decoding_cross_attention", 1, True),
-        num_classes=state[f"{CLASSIFICATION_DECODER}.final_layer.weight"].shape[0])
+        num_classes=state[f"{CLASSIFICATION_DECODER}.final_layer.weight"].shape[0],
+    )
 
 
 def key_map(config: ImageClassifierConfig) -> KeyMap:
@@ -165,14 +193,24 @@ def key_map(config: ImageClassifierConfig) -> KeyMap:
 class ImageHead(TransformersHead):
     """The three image heads in one: :meth:`load` tells the head from the weights before the generic loop."""
 
-    def load(self, cls: type, source: Any, config: Any = None, *, revision: str | None = None,
-             token: str | bool | None = None, **overrides: Any) -> nn.Module:
+    def load(
+        self,
+        cls: type,
+        source: Any,
+        config: Any = None,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **overrides: Any,
+    ) -> nn.Module:
         read = read_source(source, revision, token)
         hf_raw = read.hf_config
         if config is not None and not isinstance(config, ImageClassifierConfig):
             if not (isinstance(config, Mapping) or hasattr(config, "to_dict")):
-                raise ValueError(f"config must be an ImageClassifierConfig or a transformers PerceiverConfig, got "
-                                 f"{type(config).__name__}")
+                raise ValueError(
+                    f"config must be an ImageClassifierConfig or a transformers PerceiverConfig, got "
+                    f"{type(config).__name__}"
+                )
             hf_raw, config = (dict(config) if isinstance(config, Mapping) else config.to_dict()), None
         if hf_raw is not None:
             named = [a for a in (hf_raw.get("architectures") or []) if a.startswith("Perceiver")]
@@ -192,10 +230,19 @@ class ImageHead(TransformersHead):
 
 
 TRANSFORMERS = ImageHead(
-    "PerceiverForImageClassification{Fourier,Learned,ConvProcessing}", HEAD_NAMES, ImageClassifierConfig,
-    ("perceiver.embeddings.latents", "perceiver.encoder.cross_attention.attention.self.query.weight",
-     "perceiver.encoder.self_attends.0.attention.self.query.weight", f"{CLASSIFICATION_DECODER}.final_layer.weight"),
-    config_from_hf, config_from_state, key_map)
+    "PerceiverForImageClassification{Fourier,Learned,ConvProcessing}",
+    HEAD_NAMES,
+    ImageClassifierConfig,
+    (
+        "perceiver.embeddings.latents",
+        "perceiver.encoder.cross_attention.attention.self.query.weight",
+        "perceiver.encoder.self_attends.0.attention.self.query.weight",
+        f"{CLASSIFICATION_DECODER}.final_layer.weight",
+    ),
+    config_from_hf,
+    config_from_state,
+    key_map,
+)
 load_named_head = TRANSFORMERS.load_named
 
 
@@ -234,8 +281,9 @@ def conv_stem(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
             hp.get(key)
 
 
-def image_preprocessor(hp: HaikuParams, config: ImageAdapterConfig, pt: str, out: Converted,
-                       hk: str = PREPROCESSOR) -> None:
+def image_preprocessor(
+    hp: HaikuParams, config: ImageAdapterConfig, pt: str, out: Converted, hk: str = PREPROCESSOR
+) -> None:
     """Official ``ImagePreprocessor`` -> :class:`~perceiverio.adapters.image.ImageInputAdapter` at torch path
     ``pt`` (features, then the trainable table or the position projector)."""
     if config.prep_type == "conv":
@@ -247,8 +295,7 @@ def image_preprocessor(hp: HaikuParams, config: ImageAdapterConfig, pt: str, out
         linear(hp, f"{hk}/patches_linear", f"{pt}.patches_linear", out)
     projector = f"{hk}/~_build_network_inputs/position_encoding_projector/linear"
     if config.position_encoding == "trainable":
-        put(hp, f"{hk}/~_build_network_inputs/trainable_position_encoding/pos_embs", f"{pt}.position.embeddings",
-            out)
+        put(hp, f"{hk}/~_build_network_inputs/trainable_position_encoding/pos_embs", f"{pt}.position.embeddings", out)
         if config.project_pos_dim:
             linear(hp, projector, f"{pt}.position.projection", out)
     elif config.position_encoding == "fourier" and config.project_pos_dim:
@@ -273,8 +320,10 @@ def infer(hp: HaikuParams, config_cls: type) -> ImageClassifierConfig:
         preset, w = config_cls.imagenet_learned(), hp.shape(f"{CONV1X1}/w")
         fields = dict(num_image_channels=w[2], num_channels=w[3])
     elif has(f"{PATCHES_LINEAR}/w"):
-        raise ValueError("an image classifier with patches + conv_after_patching needs config= (patch size and image "
-                         "size are not visible in the arrays)")
+        raise ValueError(
+            "an image classifier with patches + conv_after_patching needs config= (patch size and image "
+            "size are not visible in the arrays)"
+        )
     else:
         preset, fields = config_cls.imagenet_fourier(), {}
     adapter = dataclasses.replace(preset.adapter, **fields)
@@ -288,19 +337,27 @@ def infer(hp: HaikuParams, config_cls: type) -> ImageClassifierConfig:
         if side * side != p:
             raise ValueError(f"the learned position table has {p} rows, not a square grid: pass config=")
         s = adapter.spatial_downsample if adapter.prep_type != "conv" else 4
-        adapter = dataclasses.replace(adapter, position_encoding="trainable", num_pos_channels=c,
-                                      project_pos_dim=projected, image_shape=(side * s, side * s))
+        adapter = dataclasses.replace(
+            adapter,
+            position_encoding="trainable",
+            num_pos_channels=c,
+            project_pos_dim=projected,
+            image_shape=(side * s, side * s),
+        )
     else:  # Fourier: 2 dims, positions concatenated, sines and cosines: 2 + 4K channels
-        pos = (projected or c_in - feat)
+        pos = projected or c_in - feat
         if projected is not None or (pos - 2) % 4 or pos <= 2:
             raise ValueError(f"cannot infer the Fourier encoding of {pos} position channels: pass config=")
         adapter = dataclasses.replace(adapter, position_encoding="fourier", num_bands=(pos - 2) // 4)
     dec = infer_decoder_config(hp, hp.prefix(CLASSIFIER_DECODER_PREFIXES), preset.decoder)
     if dec.num_output_channels is None:
         raise ValueError("the classification decoder has no 'output' Linear")
-    return config_cls(adapter=adapter, encoder=infer_encoder_config(hp, enc_prefix, c_in, preset.encoder),
-                      decoder=dataclasses.replace(dec, num_output_channels=None),
-                      num_classes=dec.num_output_channels)
+    return config_cls(
+        adapter=adapter,
+        encoder=infer_encoder_config(hp, enc_prefix, c_in, preset.encoder),
+        decoder=dataclasses.replace(dec, num_output_channels=None),
+        num_classes=dec.num_output_channels,
+    )
 
 
 HAIKU = HaikuConverter(convert, ImageClassifierConfig, infer)

@@ -48,32 +48,50 @@ from .transformers import (
 
 MLM_DECODER = "perceiver.decoder"
 MLM_DECODER_HEADS, MLM_DECODER_QK = 8, 8 * 32  # fixed in transformers' PerceiverForMaskedLM
-ENCODER_KEYS = ("perceiver.embeddings.latents", "perceiver.input_preprocessor.embeddings.weight",
-                "perceiver.encoder.cross_attention.attention.self.query.weight",
-                "perceiver.encoder.self_attends.0.attention.self.query.weight")
+ENCODER_KEYS = (
+    "perceiver.embeddings.latents",
+    "perceiver.input_preprocessor.embeddings.weight",
+    "perceiver.encoder.cross_attention.attention.self.query.weight",
+    "perceiver.encoder.self_attends.0.attention.self.query.weight",
+)
 
 
 # ------------------------------------------------------------------------------------------------- transformers
 def map_text_input(dst: str = "input_adapter", src: str = "perceiver.input_preprocessor") -> KeyMap:
     """Our :class:`TextInputAdapter` <- ``PerceiverTextPreprocessor``."""
-    return {f"{dst}.token_embedding.weight": f"{src}.embeddings.weight",
-            f"{dst}.position_embedding.embeddings": f"{src}.position_embeddings.weight"}
+    return {
+        f"{dst}.token_embedding.weight": f"{src}.embeddings.weight",
+        f"{dst}.position_embedding.embeddings": f"{src}.position_embeddings.weight",
+    }
 
 
 def text_fields_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(vocab_size=hf["vocab_size"], max_seq_len=hf["max_position_embeddings"],
-                num_input_channels=hf["d_model"], encoder=encoder_config_from_hf(hf))
+    return dict(
+        vocab_size=hf["vocab_size"],
+        max_seq_len=hf["max_position_embeddings"],
+        num_input_channels=hf["d_model"],
+        encoder=encoder_config_from_hf(hf),
+    )
 
 
 def text_fields_from_state(state: StateDict) -> dict[str, Any]:
     vocab, c = state["perceiver.input_preprocessor.embeddings.weight"].shape
-    return dict(vocab_size=vocab, num_input_channels=c, encoder=encoder_config_from_state(state),
-                max_seq_len=state["perceiver.input_preprocessor.position_embeddings.weight"].shape[0])
+    return dict(
+        vocab_size=vocab,
+        num_input_channels=c,
+        encoder=encoder_config_from_state(state),
+        max_seq_len=state["perceiver.input_preprocessor.position_embeddings.weight"].shape[0],
+    )
 
 
 def mlm_config_from_hf(hf: Mapping[str, Any]) -> MaskedLanguageModelConfig:
-    decoder = DecoderConfig(num_query_channels=hf["d_model"], num_heads=MLM_DECODER_HEADS,
-                            qk_channels=MLM_DECODER_QK, v_channels=hf["d_model"], use_query_residual=False)
+    decoder = DecoderConfig(
+        num_query_channels=hf["d_model"],
+        num_heads=MLM_DECODER_HEADS,
+        qk_channels=MLM_DECODER_QK,
+        v_channels=hf["d_model"],
+        use_query_residual=False,
+    )
     return MaskedLanguageModelConfig(**text_fields_from_hf(hf), decoder=decoder)
 
 
@@ -83,10 +101,15 @@ def mlm_config_from_state(state: StateDict) -> MaskedLanguageModelConfig:
 
 
 def mlm_keys(config: MaskedLanguageModelConfig) -> KeyMap:
-    return (map_text_input() | map_encoder(config.encoder.num_self_attends_per_block)
-            | {"output_queries.embeddings": f"{MLM_DECODER}.output_position_encodings.position_embeddings",
-               "output_adapter.bias": "embedding_decoder.bias"}
-            | map_cross_attention("decoder.cross_attention", f"{MLM_DECODER}.decoding_cross_attention"))
+    return (
+        map_text_input()
+        | map_encoder(config.encoder.num_self_attends_per_block)
+        | {
+            "output_queries.embeddings": f"{MLM_DECODER}.output_position_encodings.position_embeddings",
+            "output_adapter.bias": "embedding_decoder.bias",
+        }
+        | map_cross_attention("decoder.cross_attention", f"{MLM_DECODER}.decoding_cross_attention")
+    )
 
 
 def classifier_config_from_hf(hf: Mapping[str, Any]) -> SequenceClassifierConfig:
@@ -96,32 +119,47 @@ def classifier_config_from_hf(hf: Mapping[str, Any]) -> SequenceClassifierConfig
 
 def classifier_config_from_state(state: StateDict) -> SequenceClassifierConfig:
     decoder = decoder_config_from_state(state, f"{CLASSIFICATION_DECODER}.decoding_cross_attention", 1, True)
-    return SequenceClassifierConfig(**text_fields_from_state(state), decoder=decoder,
-                                    num_classes=state[f"{CLASSIFICATION_DECODER}.final_layer.weight"].shape[0])
+    return SequenceClassifierConfig(
+        **text_fields_from_state(state),
+        decoder=decoder,
+        num_classes=state[f"{CLASSIFICATION_DECODER}.final_layer.weight"].shape[0],
+    )
 
 
 def classifier_keys(config: SequenceClassifierConfig) -> KeyMap:
-    return (map_text_input() | map_encoder(config.encoder.num_self_attends_per_block)
-            | map_classification_decoder())
+    return map_text_input() | map_encoder(config.encoder.num_self_attends_per_block) | map_classification_decoder()
 
 
 MLM_TRANSFORMERS = TransformersHead(
-    "PerceiverForMaskedLM", ("PerceiverForMaskedLM",), MaskedLanguageModelConfig,
+    "PerceiverForMaskedLM",
+    ("PerceiverForMaskedLM",),
+    MaskedLanguageModelConfig,
     ENCODER_KEYS + ("embedding_decoder.bias", f"{MLM_DECODER}.decoding_cross_attention.attention.self.query.weight"),
-    mlm_config_from_hf, mlm_config_from_state, mlm_keys)
+    mlm_config_from_hf,
+    mlm_config_from_state,
+    mlm_keys,
+)
 CLASSIFIER_TRANSFORMERS = TransformersHead(
-    "PerceiverForSequenceClassification", ("PerceiverForSequenceClassification",), SequenceClassifierConfig,
+    "PerceiverForSequenceClassification",
+    ("PerceiverForSequenceClassification",),
+    SequenceClassifierConfig,
     ENCODER_KEYS + (f"{CLASSIFICATION_DECODER}.final_layer.weight",),
-    classifier_config_from_hf, classifier_config_from_state, classifier_keys)
+    classifier_config_from_hf,
+    classifier_config_from_state,
+    classifier_keys,
+)
 
 
 # ------------------------------------------------------------------------------------------------- Haiku
 def _infer_text(hp: HaikuParams, config_cls: type, dec_prefixes: tuple[str, ...]) -> tuple[dict, Any]:
     default = config_cls()  # released heads: encoder 8/8; MLM decoder 8, no query residual
     vocab, c = hp.shape("embed/embeddings")
-    fields = dict(vocab_size=vocab, max_seq_len=hp.shape("trainable_position_encoding/pos_embs")[0],
-                  num_input_channels=c, encoder=infer_encoder_config(hp, hp.prefix(ENCODER_PREFIXES), c,
-                                                                     default.encoder))
+    fields = dict(
+        vocab_size=vocab,
+        max_seq_len=hp.shape("trainable_position_encoding/pos_embs")[0],
+        num_input_channels=c,
+        encoder=infer_encoder_config(hp, hp.prefix(ENCODER_PREFIXES), c, default.encoder),
+    )
     return fields, infer_decoder_config(hp, hp.prefix(dec_prefixes), default.decoder)
 
 
@@ -134,8 +172,9 @@ def infer_classifier(hp: HaikuParams, config_cls: type) -> Any:
     fields, dec = _infer_text(hp, config_cls, CLASSIFIER_DECODER_PREFIXES)
     if dec.num_output_channels is None:
         raise ValueError("the classification decoder has no 'output' Linear")
-    return config_cls(**fields, num_classes=dec.num_output_channels,
-                      decoder=dataclasses.replace(dec, num_output_channels=None))
+    return config_cls(
+        **fields, num_classes=dec.num_output_channels, decoder=dataclasses.replace(dec, num_output_channels=None)
+    )
 
 
 def _convert_text(hp: HaikuParams, model: nn.Module, dec: str) -> Converted:

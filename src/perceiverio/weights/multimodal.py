@@ -52,8 +52,13 @@ from .transformers import (
 
 # ------------------------------------------------------------------------------------------------- transformers
 MULTIMODAL_DEFAULTS: dict[str, Any] = {  # PerceiverConfig defaults of the multimodal fields
-    "num_frames": 16, "audio_samples_per_frame": 1920, "samples_per_patch": 16, "image_size": 56,
-    "output_shape": [1, 16, 224, 224], "output_num_channels": 512, "_label_trainable_num_channels": 1024,
+    "num_frames": 16,
+    "audio_samples_per_frame": 1920,
+    "samples_per_patch": 16,
+    "image_size": 56,
+    "output_shape": [1, 16, 224, 224],
+    "output_num_channels": 512,
+    "_label_trainable_num_channels": 1024,
 }
 PRE, DEC, POST = "perceiver.input_preprocessor", "perceiver.decoder", "perceiver.output_postprocessor.modalities"
 HF_NAMES = ("audio", "image", "label")  # transformers' fixed names, one per kind
@@ -70,32 +75,54 @@ def config_from_hf(hf: Mapping[str, Any]) -> MultimodalAutoencoderConfig:
     if len(shape) != 4:
         raise ValueError(f"transformers output_shape must be (batch, T, H, W), got {shape}")
     modalities = {
-        "audio": AudioAdapterConfig(num_samples=n_samples, samples_per_patch=spp, num_bands=192,
-                                    max_resolution=n_samples),
-        "image": ImageAdapterConfig(image_shape=shape[1:], prep_type="patches", spatial_downsample=4,
-                                    temporal_downsample=1, num_bands=32, max_resolution=(frames, ih, iw)),
-        "label": LabelAdapterConfig(num_classes=num_labels(hf),
-                                    num_query_channels=hf["_label_trainable_num_channels"]),
+        "audio": AudioAdapterConfig(
+            num_samples=n_samples, samples_per_patch=spp, num_bands=192, max_resolution=n_samples
+        ),
+        "image": ImageAdapterConfig(
+            image_shape=shape[1:],
+            prep_type="patches",
+            spatial_downsample=4,
+            temporal_downsample=1,
+            num_bands=32,
+            max_resolution=(frames, ih, iw),
+        ),
+        "label": LabelAdapterConfig(num_classes=num_labels(hf), num_query_channels=hf["_label_trainable_num_channels"]),
     }
-    base = MultimodalAutoencoderConfig(modalities=modalities, min_padding_size=4, query_padding_size=2,
-                                       encoder=encoder_config_from_hf(hf))
+    base = MultimodalAutoencoderConfig(
+        modalities=modalities, min_padding_size=4, query_padding_size=2, encoder=encoder_config_from_hf(hf)
+    )
     e = base.num_query_channels
-    decoder = DecoderConfig(num_query_channels=e, num_output_channels=hf["output_num_channels"], num_heads=1,
-                            qk_channels=e if hf["cross_attention_shape_for_attention"] == "q" else None,
-                            use_query_residual=False)
+    decoder = DecoderConfig(
+        num_query_channels=e,
+        num_output_channels=hf["output_num_channels"],
+        num_heads=1,
+        qk_channels=e if hf["cross_attention_shape_for_attention"] == "q" else None,
+        use_query_residual=False,
+    )
     return MultimodalAutoencoderConfig(
-        modalities=modalities, encoder=base.encoder, decoder=decoder, min_padding_size=4, query_padding_size=2,
-        mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0}, apply_mask_in_eval=True)
+        modalities=modalities,
+        encoder=base.encoder,
+        decoder=decoder,
+        min_padding_size=4,
+        query_padding_size=2,
+        mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0},
+        apply_mask_in_eval=True,
+    )
 
 
 def config_from_state(state: StateDict) -> MultimodalAutoencoderConfig:
     """Sizes visible in the shapes (classes, label query width, samples per patch, output width); the rest (clip
     length, video size, head counts: cross 1, self 8) are the released Kinetics model's."""
     label = state[f"{POST}.label.classifier.weight"]
-    hf = {**HF_CONFIG_DEFAULTS, "num_labels": label.shape[0], "output_num_channels": label.shape[1],
-          "samples_per_patch": state[f"{POST}.audio.classifier.weight"].shape[0],
-          "_label_trainable_num_channels":
-              state[f"{DEC}.modalities.label.decoder.output_position_encodings.position_embeddings"].shape[1]}
+    hf = {
+        **HF_CONFIG_DEFAULTS,
+        "num_labels": label.shape[0],
+        "output_num_channels": label.shape[1],
+        "samples_per_patch": state[f"{POST}.audio.classifier.weight"].shape[0],
+        "_label_trainable_num_channels": state[
+            f"{DEC}.modalities.label.decoder.output_position_encodings.position_embeddings"
+        ].shape[1],
+    }
     config = config_from_hf(hf)
     encoder_config = encoder_config_from_state(state, num_cross_attention_heads=1, num_self_attention_heads=8)
     return MultimodalAutoencoderConfig(**{**_fields(config), "encoder": encoder_config})
@@ -111,8 +138,10 @@ def hf_names(config: MultimodalAutoencoderConfig) -> dict[str, str]:
     for name, kind in config.kinds.items():
         by_kind.setdefault(kind, []).append(name)
     if sorted(by_kind) != sorted(HF_NAMES) or any(len(v) != 1 for v in by_kind.values()):
-        raise ValueError("transformers' PerceiverForMultimodalAutoencoding has exactly one audio, one image and one "
-                         f"label modality; this config has {config.kinds}")
+        raise ValueError(
+            "transformers' PerceiverForMultimodalAutoencoding has exactly one audio, one image and one "
+            f"label modality; this config has {config.kinds}"
+        )
     return {names[0]: kind for kind, names in by_kind.items()}
 
 
@@ -131,16 +160,28 @@ def key_map(config: MultimodalAutoencoderConfig) -> KeyMap:
         keys |= map_params(f"output_adapter.{ours}", f"{POST}.{theirs}", {"linear": "classifier"})
         if theirs == "label":
             keys[f"output_queries.builders.{ours}.embeddings"] = (
-                f"{DEC}.modalities.label.decoder.output_position_encodings.position_embeddings")
+                f"{DEC}.modalities.label.decoder.output_position_encodings.position_embeddings"
+            )
     return keys
 
 
 TRANSFORMERS = TransformersHead(
-    "PerceiverForMultimodalAutoencoding", ("PerceiverForMultimodalAutoencoding",), MultimodalAutoencoderConfig,
-    ("perceiver.embeddings.latents", f"{PRE}.padding.audio", f"{PRE}.padding.image", f"{PRE}.padding.label",
-     f"{DEC}.decoder.decoding_cross_attention.attention.self.query.weight", f"{POST}.label.classifier.weight",
-     f"{POST}.audio.classifier.weight"),
-    config_from_hf, config_from_state, key_map)
+    "PerceiverForMultimodalAutoencoding",
+    ("PerceiverForMultimodalAutoencoding",),
+    MultimodalAutoencoderConfig,
+    (
+        "perceiver.embeddings.latents",
+        f"{PRE}.padding.audio",
+        f"{PRE}.padding.image",
+        f"{PRE}.padding.label",
+        f"{DEC}.decoder.decoding_cross_attention.attention.self.query.weight",
+        f"{POST}.label.classifier.weight",
+        f"{POST}.audio.classifier.weight",
+    ),
+    config_from_hf,
+    config_from_state,
+    key_map,
+)
 
 
 # ------------------------------------------------------------------------------------------------- Haiku
@@ -170,8 +211,12 @@ def convert(hp: HaikuParams, model: MultimodalAutoencoder) -> Converted:
         post, pre = PER_KIND[kind]
         linear(hp, f"{haiku_name(post, i)}/linear", f"output_adapter.{name}.linear", out)
         if kind == "label":
-            put(hp, f"{haiku_name('classification_decoder', i)}/~/basic_decoder/~/trainable_position_encoding/pos_embs",
-                f"output_queries.builders.{name}.embeddings", out)
+            put(
+                hp,
+                f"{haiku_name('classification_decoder', i)}/~/basic_decoder/~/trainable_position_encoding/pos_embs",
+                f"output_queries.builders.{name}.embeddings",
+                out,
+            )
         cfg = config.modality_configs[name]
         if isinstance(cfg, ImageAdapterConfig) and cfg.conv_after_patching:
             linear(hp, f"{haiku_name(pre, i)}/patches_linear", f"input_adapter.adapters.{name}.patches_linear", out)

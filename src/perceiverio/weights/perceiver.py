@@ -13,8 +13,7 @@ from .haiku import ENCODER_PREFIXES, Converted, HaikuConverter, HaikuParams, bas
 def convert_perceiver(hp: HaikuParams, model: nn.Module) -> Converted:
     out: Converted = {}
     encoder(hp, hp.prefix(ENCODER_PREFIXES), "encoder", out, len(model.encoder.self_attention))
-    basic_decoder(hp, "basic_decoder", "decoder", out, model.decoder.projection is not None,
-                  queries="output_queries")
+    basic_decoder(hp, "basic_decoder", "decoder", out, model.decoder.projection is not None, queries="output_queries")
     return out
 
 

@@ -104,8 +104,15 @@ def to_haiku(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
 
 
 # ------------------------------------------------------------------------------------------------ the methods
-def from_transformers(cls: type, source: Any, config: Any = None, *, revision: str | None = None,
-                      token: str | bool | None = None, **overrides: Any) -> nn.Module:
+def from_transformers(
+    cls: type,
+    source: Any,
+    config: Any = None,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Build this model from a Hugging Face ``transformers`` Perceiver checkpoint (eval mode).
 
     Args:
@@ -141,8 +148,14 @@ def from_haiku(cls: type, source: Any, config: Any = None, **overrides: Any) -> 
     return load_from_haiku(cls, source, config, converter=haiku_converter(cls), **overrides)
 
 
-def from_pretrained(cls: type, name_or_path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
-                    revision: str | None = None, token: str | bool | None = None) -> nn.Module:
+def from_pretrained(
+    cls: type,
+    name_or_path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> nn.Module:
     """Load a model written by ``save_pretrained`` (eval mode): a local folder or a Hugging Face Hub repository id
     (``"org/name"``, fetched into the Hub cache; ``revision``: branch, tag or commit). The stored model must be
     this class or a subclass of it. Built without initialisation, directly on ``map_location``."""
@@ -161,8 +174,10 @@ class ConverterMethod:
     def __get__(self, instance: Any, owner: type | None = None) -> Callable[..., nn.Module]:
         owner = owner if owner is not None else type(instance)
         if getattr(converters(owner), self.kind) is None:
-            raise AttributeError(f"{owner.__name__} has no {self.__name__}: no {self.kind} converter is registered "
-                                 f"for it (perceiverio.weights.registry.REGISTRY)")
+            raise AttributeError(
+                f"{owner.__name__} has no {self.__name__}: no {self.kind} converter is registered "
+                f"for it (perceiverio.weights.registry.REGISTRY)"
+            )
         return types.MethodType(self.function, owner)
 
 

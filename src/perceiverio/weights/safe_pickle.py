@@ -15,18 +15,20 @@ from typing import Any
 import numpy as np
 
 # (module, name) pairs that numpy arrays, dtypes and scalars pickle through (numpy 1.x and 2.x module paths).
-ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # array bytes pickled with protocol 2
-    ("collections", "OrderedDict"),
-})
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # array bytes pickled with protocol 2
+        ("collections", "OrderedDict"),
+    }
+)
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -36,9 +38,11 @@ class SafeUnpickler(pickle.Unpickler):
         if (module, name) not in ALLOWED_GLOBALS:
             hint = ""
             if module.startswith(("haiku", "jax")):
-                hint = (". The file holds Haiku/jax objects: in an environment with haiku installed, re-save it as "
-                        "plain dicts of numpy arrays, e.g. pickle.dump(jax.device_get("
-                        "hk.data_structures.to_mutable_dict(params)), f)")
+                hint = (
+                    ". The file holds Haiku/jax objects: in an environment with haiku installed, re-save it as "
+                    "plain dicts of numpy arrays, e.g. pickle.dump(jax.device_get("
+                    "hk.data_structures.to_mutable_dict(params)), f)"
+                )
             raise ValueError(
                 f"refusing to unpickle {module}.{name}: only plain containers (dict, list, tuple, OrderedDict) and "
                 f"numpy arrays are accepted in a checkpoint pickle{hint}"
@@ -46,7 +50,7 @@ class SafeUnpickler(pickle.Unpickler):
         if module == "numpy":
             return getattr(np, name)
         if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy 1.x pickle read by numpy 2
-            module = "numpy._core." + module[len("numpy.core."):]
+            module = "numpy._core." + module[len("numpy.core.") :]
         return super().find_class(module, name)
 
 

@@ -37,10 +37,21 @@ StateDict = Mapping[str, torch.Tensor]
 KeyMap = dict[str, str]  # our parameter name -> transformers parameter name
 
 HF_CONFIG_DEFAULTS: dict[str, Any] = {  # transformers' PerceiverConfig defaults (config.json may omit them)
-    "num_latents": 256, "d_latents": 1280, "d_model": 768, "num_blocks": 1, "num_self_attends_per_block": 26,
-    "num_self_attention_heads": 8, "num_cross_attention_heads": 8, "qk_channels": None, "v_channels": None,
-    "cross_attention_shape_for_attention": "kv", "self_attention_widening_factor": 1,
-    "cross_attention_widening_factor": 1, "hidden_act": "gelu", "use_query_residual": True, "vocab_size": 262,
+    "num_latents": 256,
+    "d_latents": 1280,
+    "d_model": 768,
+    "num_blocks": 1,
+    "num_self_attends_per_block": 26,
+    "num_self_attention_heads": 8,
+    "num_cross_attention_heads": 8,
+    "qk_channels": None,
+    "v_channels": None,
+    "cross_attention_shape_for_attention": "kv",
+    "self_attention_widening_factor": 1,
+    "cross_attention_widening_factor": 1,
+    "hidden_act": "gelu",
+    "use_query_residual": True,
+    "vocab_size": 262,
     "max_position_embeddings": 2048,
 }
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
@@ -54,9 +65,13 @@ def map_params(dst: str, src: str, names: Mapping[str, str], kinds: tuple[str, .
 
 
 _ATTENTION_AND_MLP = {
-    "attention.q_proj": "attention.self.query", "attention.k_proj": "attention.self.key",
-    "attention.v_proj": "attention.self.value", "attention.o_proj": "attention.output.dense",
-    "mlp_norm": "layernorm", "mlp.fc1": "mlp.dense1", "mlp.fc2": "mlp.dense2",
+    "attention.q_proj": "attention.self.query",
+    "attention.k_proj": "attention.self.key",
+    "attention.v_proj": "attention.self.value",
+    "attention.o_proj": "attention.output.dense",
+    "mlp_norm": "layernorm",
+    "mlp.fc1": "mlp.dense1",
+    "mlp.fc2": "mlp.dense2",
 }
 
 
@@ -82,9 +97,11 @@ def map_encoder(num_self_attends_per_block: int, dst: str = "encoder", src: str 
 
 def map_classification_decoder(src: str = CLASSIFICATION_DECODER) -> KeyMap:
     """Our decoder (+ final Linear) and learned query <- a ``PerceiverClassificationDecoder``."""
-    return ({"output_queries.embeddings": f"{src}.output_position_encodings.position_embeddings"}
-            | map_cross_attention("decoder.cross_attention", f"{src}.decoding_cross_attention")
-            | map_params("decoder", src, {"projection": "final_layer"}))
+    return (
+        {"output_queries.embeddings": f"{src}.output_position_encodings.position_embeddings"}
+        | map_cross_attention("decoder.cross_attention", f"{src}.decoding_cross_attention")
+        | map_params("decoder", src, {"projection": "final_layer"})
+    )
 
 
 # --------------------------------------------------------------------------- configs
@@ -109,19 +126,23 @@ def encoder_config_from_hf(hf: Mapping[str, Any]) -> EncoderConfig:
     if qk is None and shape == "q":  # cross qk = latent width; self-attention's default is the same
         qk = hf["d_latents"]
     return EncoderConfig(
-        num_latents=hf["num_latents"], num_latent_channels=hf["d_latents"],
+        num_latents=hf["num_latents"],
+        num_latent_channels=hf["d_latents"],
         num_cross_attention_heads=hf["num_cross_attention_heads"],
         num_self_attention_heads=hf["num_self_attention_heads"],
-        num_self_attends_per_block=hf["num_self_attends_per_block"], num_blocks=hf["num_blocks"],
-        qk_channels=qk, v_channels=hf["v_channels"],
+        num_self_attends_per_block=hf["num_self_attends_per_block"],
+        num_blocks=hf["num_blocks"],
+        qk_channels=qk,
+        v_channels=hf["v_channels"],
         cross_attention_widening_factor=hf["cross_attention_widening_factor"],
         self_attention_widening_factor=hf["self_attention_widening_factor"],
         use_query_residual=hf["use_query_residual"],
     )
 
 
-def encoder_config_from_state(state: StateDict, src: str = "perceiver", num_cross_attention_heads: int = 8,
-                              num_self_attention_heads: int = 8) -> EncoderConfig:
+def encoder_config_from_state(
+    state: StateDict, src: str = "perceiver", num_cross_attention_heads: int = 8, num_self_attention_heads: int = 8
+) -> EncoderConfig:
     """:class:`EncoderConfig` inferred from tensor shapes. Head counts, ``num_blocks`` (1) and
     ``use_query_residual`` (True) are not visible in shapes: the released models' values are used."""
     n, d = state[f"{src}.embeddings.latents"].shape
@@ -129,18 +150,24 @@ def encoder_config_from_state(state: StateDict, src: str = "perceiver", num_cros
     cross_qk, c = state[f"{ca}.key.weight"].shape
     self_qk, cross_v = state[f"{sa}.query.weight"].shape[0], state[f"{ca}.value.weight"].shape[0]
     prefix = f"{src}.encoder.self_attends."
-    layers = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    layers = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
     if cross_qk == self_qk:
         qk = cross_qk
     elif cross_qk == c and self_qk == d:
         qk = None  # both default: cross qk = input width C, self qk = D
     else:
-        raise ValueError(f"cross-attention qk ({cross_qk}) and self-attention qk ({self_qk}) differ in a way "
-                         "no PerceiverConfig produces")
+        raise ValueError(
+            f"cross-attention qk ({cross_qk}) and self-attention qk ({self_qk}) differ in a way "
+            "no PerceiverConfig produces"
+        )
     return EncoderConfig(
-        num_latents=n, num_latent_channels=d, num_cross_attention_heads=num_cross_attention_heads,
-        num_self_attention_heads=num_self_attention_heads, num_self_attends_per_block=len(layers),
-        qk_channels=qk, v_channels=d if cross_v == d else None,
+        num_latents=n,
+        num_latent_channels=d,
+        num_cross_attention_heads=num_cross_attention_heads,
+        num_self_attention_heads=num_self_attention_heads,
+        num_self_attends_per_block=len(layers),
+        qk_channels=qk,
+        v_channels=d if cross_v == d else None,
         cross_attention_widening_factor=state[f"{src}.encoder.cross_attention.mlp.dense1.weight"].shape[0] // d,
         self_attention_widening_factor=state[f"{prefix}0.mlp.dense1.weight"].shape[0] // d,
     )
@@ -153,17 +180,23 @@ def decoder_config_from_state(state: StateDict, src: str, num_heads: int, use_qu
     qk, e = state[f"{att}.query.weight"].shape
     d = state[f"{att}.key.weight"].shape[1]
     v = state[f"{att}.value.weight"].shape[0]
-    return DecoderConfig(num_query_channels=e, num_heads=num_heads, qk_channels=None if qk == d else qk,
-                         v_channels=None if v == qk else v, use_query_residual=use_query_residual,
-                         widening_factor=state[f"{src}.mlp.dense1.weight"].shape[0] // e)
+    return DecoderConfig(
+        num_query_channels=e,
+        num_heads=num_heads,
+        qk_channels=None if qk == d else qk,
+        v_channels=None if v == qk else v,
+        use_query_residual=use_query_residual,
+        widening_factor=state[f"{src}.mlp.dense1.weight"].shape[0] // e,
+    )
 
 
 # --------------------------------------------------------------------------- sources
 def check_hf_config(raw: Any, where: str = "the checkpoint") -> None:
     """ValueError unless ``raw`` (a parsed ``config.json``) is a transformers Perceiver config."""
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
-        raise ValueError(f"{where} is a perceiverio checkpoint, not a transformers one: load it with "
-                         "Model.from_pretrained")
+        raise ValueError(
+            f"{where} is a perceiverio checkpoint, not a transformers one: load it with Model.from_pretrained"
+        )
     if not isinstance(raw, Mapping) or raw.get("model_type", "perceiver") != "perceiver":
         kind = raw.get("model_type") if isinstance(raw, Mapping) else type(raw).__name__
         raise ValueError(f"{where} is not a Perceiver: its config has model_type {kind!r}")
@@ -177,8 +210,9 @@ def _hf_dict(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _folder(source: str | Path, revision: str | None, token: str | bool | None) -> Path:
     if hub.is_repo_id(source):
-        return hub.download_checkpoint(str(source), revision, token=token,
-                                       check_config=lambda raw: check_hf_config(raw, str(source)))
+        return hub.download_checkpoint(
+            str(source), revision, token=token, check_config=lambda raw: check_hf_config(raw, str(source))
+        )
     if revision is not None:
         raise ValueError(f"revision= applies to Hugging Face Hub repositories; {source} is a local path")
     path = Path(source)
@@ -193,8 +227,9 @@ def read_config(source: str | Path, revision: str | None = None, token: str | bo
     """The raw ``config.json`` of a transformers checkpoint folder or Hub repository (for a repository, only the
     config is fetched)."""
     if hub.is_repo_id(source):
-        path = hub.download_checkpoint(str(source), revision, weights=(), token=token,
-                                       check_config=lambda raw: check_hf_config(raw, str(source)))
+        path = hub.download_checkpoint(
+            str(source), revision, weights=(), token=token, check_config=lambda raw: check_hf_config(raw, str(source))
+        )
     else:
         path = _folder(source, revision, token)
     raw = json.loads((path / "config.json").read_text())
@@ -214,8 +249,10 @@ def _read_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {k: v for shard in shards for k, v in load_file(path / shard).items()}, hf
     if (path / "pytorch_model.bin").is_file():
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True), hf
-    raise ValueError(f"{path} has config.json but no model.safetensors, model.safetensors.index.json or "
-                     f"pytorch_model.bin (found: {sorted(p.name for p in path.iterdir())})")
+    raise ValueError(
+        f"{path} has config.json but no model.safetensors, model.safetensors.index.json or "
+        f"pytorch_model.bin (found: {sorted(p.name for p in path.iterdir())})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,8 +280,10 @@ def read_source(source: Any, revision: str | None = None, token: str | bool | No
         return Source(dict(source.state_dict()), source.config.to_dict(), borrowed=True)
     if isinstance(source, Mapping) and all(isinstance(v, torch.Tensor) for v in source.values()):
         return Source(dict(source), None, borrowed=True)
-    raise ValueError("source must be a transformers Perceiver model, its state_dict(), a checkpoint folder path or "
-                     f"a Hugging Face Hub repository id, got {type(source).__name__}")
+    raise ValueError(
+        "source must be a transformers Perceiver model, its state_dict(), a checkpoint folder path or "
+        f"a Hugging Face Hub repository id, got {type(source).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------- heads and the loading loop
@@ -266,21 +305,33 @@ class TransformersHead:
     from_state: Callable[[StateDict], Any]
     key_map: Callable[[Any], KeyMap]
 
-    def check_keys(self, expected: Iterable[str], state: StateDict, hf: Mapping[str, Any] | None,
-                   unexpected_too: bool = True) -> None:
+    def check_keys(
+        self, expected: Iterable[str], state: StateDict, hf: Mapping[str, Any] | None, unexpected_too: bool = True
+    ) -> None:
         """ValueError naming this head and a few missing (and unexpected) keys."""
         expected = list(expected)
         missing = [k for k in expected if k not in state]
         unexpected = sorted(set(state) - set(expected)) if unexpected_too else []
         if missing or unexpected:
-            arch = f" (its config names architectures={hf.get('architectures')})" if hf and hf.get("architectures") \
-                else ""
+            arch = (
+                f" (its config names architectures={hf.get('architectures')})" if hf and hf.get("architectures") else ""
+            )
             extra = f"; {len(unexpected)} unexpected keys, e.g. {unexpected[:4]}" if unexpected else ""
-            raise ValueError(f"the weights are not a transformers {self.name} checkpoint{arch}: "
-                             f"{len(missing)} missing keys, e.g. {missing[:4]}{extra}")
+            raise ValueError(
+                f"the weights are not a transformers {self.name} checkpoint{arch}: "
+                f"{len(missing)} missing keys, e.g. {missing[:4]}{extra}"
+            )
 
-    def load(self, cls: type, source: Any, config: Any = None, *, revision: str | None = None,
-             token: str | bool | None = None, **overrides: Any) -> nn.Module:
+    def load(
+        self,
+        cls: type,
+        source: Any,
+        config: Any = None,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **overrides: Any,
+    ) -> nn.Module:
         """Build ``cls`` from a transformers checkpoint of this head (what ``Model.from_transformers`` runs).
 
         ``config``: our config (used as is, apart from ``activation``/``masking``), or a transformers
@@ -294,8 +345,10 @@ class TransformersHead:
         state, hf_raw = read.state, read.hf_config
         if config is not None and not isinstance(config, self.config_class):
             if not (isinstance(config, Mapping) or hasattr(config, "to_dict")):
-                raise ValueError(f"config must be a {self.config_class.__name__} or a transformers PerceiverConfig, "
-                                 f"got {type(config).__name__}")
+                raise ValueError(
+                    f"config must be a {self.config_class.__name__} or a transformers PerceiverConfig, "
+                    f"got {type(config).__name__}"
+                )
             hf_raw, config = (dict(config) if isinstance(config, Mapping) else config.to_dict()), None
         hf = _hf_dict(hf_raw) if hf_raw is not None else None
         self.check_keys(self.required, state, hf, unexpected_too=False)
@@ -313,12 +366,18 @@ class TransformersHead:
         ours = model.state_dict()
         key_map = self.key_map(config)
         if set(key_map) != set(ours):  # every parameter of ours must come from the checkpoint
-            raise RuntimeError("internal: key mapping does not cover the model: "
-                               f"{sorted(set(key_map) ^ set(ours))[:6]}")
+            raise RuntimeError(
+                f"internal: key mapping does not cover the model: {sorted(set(key_map) ^ set(ours))[:6]}"
+            )
         self.check_keys(key_map.values(), state, hf)
-        bad = [f"{src} {tuple(state[src].shape)} -> {dst} {tuple(ours[dst].shape)}" for dst, src in key_map.items()
-               if tuple(state[src].shape) != tuple(ours[dst].shape)]
+        bad = [
+            f"{src} {tuple(state[src].shape)} -> {dst} {tuple(ours[dst].shape)}"
+            for dst, src in key_map.items()
+            if tuple(state[src].shape) != tuple(ours[dst].shape)
+        ]
         if bad:
-            raise ValueError(f"{len(bad)} weights of the {self.name} checkpoint do not fit the config "
-                             f"(transformers shape -> ours): {bad[:4]}")
+            raise ValueError(
+                f"{len(bad)} weights of the {self.name} checkpoint do not fit the config "
+                f"(transformers shape -> ours): {bad[:4]}"
+            )
         return assign_weights(model, {dst: state[src] for dst, src in key_map.items()}, copy=read.borrowed).eval()

@@ -18,8 +18,10 @@ FLO_TAG = 202021.25
 UNKNOWN_FLOW = 1e9  # Middlebury: components at or above this are unknown
 # FlyingChairs release naming (NNNNN_img1.ppm, NNNNN_img2.ppm, NNNNN_flow.flo) and the flownet2 examples'
 # (NNNNNNN-img0.ppm, NNNNNNN-img1.ppm, NNNNNNN-gt.flo)
-_PAIR_PATTERNS = ((re.compile(r"^(.*?)[-_]img0$"), "img0", "img1", "gt"),
-                  (re.compile(r"^(.*?)[-_]img1$"), "img1", "img2", "flow"))
+_PAIR_PATTERNS = (
+    (re.compile(r"^(.*?)[-_]img0$"), "img0", "img1", "gt"),
+    (re.compile(r"^(.*?)[-_]img1$"), "img1", "img2", "flow"),
+)
 _FRAME_EXTENSIONS = (".ppm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -68,13 +70,15 @@ def find_flow_pairs(folder: str | Path) -> list[tuple[Path, Path, Path]]:
     extension Pillow reads; ``-`` and ``_`` both accepted). Sorted by path."""
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise ValueError(f"flow path {str(root)!r} is not a folder; expected FlyingChairs-style pairs "
-                         "(NAME-img0.ppm, NAME-img1.ppm, NAME-gt.flo)")
+        raise ValueError(
+            f"flow path {str(root)!r} is not a folder; expected FlyingChairs-style pairs "
+            "(NAME-img0.ppm, NAME-img1.ppm, NAME-gt.flo)"
+        )
     triples = []
     for f in sorted(root.rglob("*")):
         if not f.is_file() or f.suffix.lower() not in _FRAME_EXTENSIONS:
             continue
-        for pattern, first, second, flow in _PAIR_PATTERNS:
+        for pattern, _first, second, flow in _PAIR_PATTERNS:
             m = pattern.match(f.stem)
             if not m:
                 continue
@@ -85,8 +89,10 @@ def find_flow_pairs(folder: str | Path) -> list[tuple[Path, Path, Path]]:
                 triples.append((f, img2, flo))
                 break
     if not triples:
-        raise ValueError(f"flow folder {str(root)!r} has no frame pairs with flow (NAME-img0.ppm, NAME-img1.ppm, "
-                         "NAME-gt.flo or NAME_img1.ppm, NAME_img2.ppm, NAME_flow.flo)")
+        raise ValueError(
+            f"flow folder {str(root)!r} has no frame pairs with flow (NAME-img0.ppm, NAME-img1.ppm, "
+            "NAME-gt.flo or NAME_img1.ppm, NAME_img2.ppm, NAME_flow.flo)"
+        )
     return triples
 
 
@@ -105,7 +111,7 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     resizing (antialiased when shrinking)."""
     h, w = frames.shape[-2:]
     top, left, ch, cw = center_crop_box(h, w, size)
-    x = frames[..., top:top + ch, left:left + cw]
+    x = frames[..., top : top + ch, left : left + cw]
     if (ch, cw) == tuple(size):
         return x.contiguous()
     lead = x.shape[:-3]
@@ -121,8 +127,8 @@ def resize_flow(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) 
     output pixel is valid when at least half of its interpolation weight comes from valid pixels."""
     h, w = flow.shape[-2:]
     top, left, ch, cw = center_crop_box(h, w, size)
-    fl = flow[:, top:top + ch, left:left + cw].float()
-    m = valid[top:top + ch, left:left + cw].float()
+    fl = flow[:, top : top + ch, left : left + cw].float()
+    m = valid[top : top + ch, left : left + cw].float()
     if (ch, cw) == tuple(size):
         return fl.contiguous(), m > 0.5
     shrink = ch > size[0] or cw > size[1]
@@ -143,8 +149,9 @@ def middlebury_motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     try:
         from skimage import data
     except ImportError:  # pragma: no cover - an optional dependency
-        raise ValueError("the Middlebury validation pair needs scikit-image: pip install 'perceiverio[vision]'") \
-            from None
+        raise ValueError(
+            "the Middlebury validation pair needs scikit-image: pip install 'perceiverio[vision]'"
+        ) from None
     left, right, disp = data.stereo_motorcycle()
     valid = np.isfinite(disp)
     flow = np.zeros((*disp.shape, 2), dtype=np.float32)

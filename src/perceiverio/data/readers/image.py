@@ -14,12 +14,22 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
-_IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _IDX_CODES = {np.dtype(v).newbyteorder("=") if v.itemsize > 1 else v: k for k, v in _IDX_TYPES.items()}
 # the four MNIST-layout files: (split, kind) -> name stem (also matched with "." instead of the last "-")
-IDX_NAMES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
-             ("val", "images"): "t10k-images-idx3-ubyte", ("val", "labels"): "t10k-labels-idx1-ubyte"}
+IDX_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("val", "images"): "t10k-images-idx3-ubyte",
+    ("val", "labels"): "t10k-labels-idx1-ubyte",
+}
 
 
 def _open(path: Path, mode: str):
@@ -45,8 +55,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", data[4:header])
     count = int(np.prod(shape, dtype=np.int64))
     if len(data) - header != count * dtype.itemsize:
-        raise ValueError(f"IDX file {str(p)!r} holds {len(data) - header} data bytes, its header {tuple(shape)} "
-                         f"of {dtype} needs {count * dtype.itemsize}")
+        raise ValueError(
+            f"IDX file {str(p)!r} holds {len(data) - header} data bytes, its header {tuple(shape)} "
+            f"of {dtype} needs {count * dtype.itemsize}"
+        )
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="))
 
@@ -83,8 +95,9 @@ def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
     the t10k files, absent when they are)."""
     files = find_idx_files(folder)
     if ("train", "images") not in files or ("train", "labels") not in files:
-        raise ValueError(f"{str(folder)!r} has no train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
-                         "IDX files")
+        raise ValueError(
+            f"{str(folder)!r} has no train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] IDX files"
+        )
     out = {}
     for split in ("train", "val"):
         if (split, "images") in files and (split, "labels") in files:
@@ -92,14 +105,15 @@ def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
             if x.ndim == 4 and x.shape[-1] in (1, 3):  # [N, H, W, C] variants
                 x = x if x.shape[-1] == 3 else x[..., 0]
             if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y):
-                raise ValueError(f"IDX files in {str(folder)!r}: images {x.shape} and labels {y.shape} do not "
-                                 "match (expected [N, H, W] and [N])")
+                raise ValueError(
+                    f"IDX files in {str(folder)!r}: images {x.shape} and labels {y.shape} do not "
+                    "match (expected [N, H, W] and [N])"
+                )
             out[split] = (x.astype(np.uint8), y.astype(np.int64))
     return out
 
 
-def list_image_folder(folder: str | Path, classes: list[str] | None = None) -> tuple[list[Path], list[int],
-                                                                                      list[str]]:
+def list_image_folder(folder: str | Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """``(files, class ids, class names)`` of a folder with one subfolder of images per class (names sorted;
     ``classes`` fixes the names, e.g. those of the training folder for a validation folder)."""
     root = Path(folder)
@@ -115,8 +129,9 @@ def list_image_folder(folder: str | Path, classes: list[str] | None = None) -> t
                 files.append(f)
                 labels.append(i)
     if classes is None and not files:
-        raise ValueError(f"image folder {str(root)!r} has no class subfolders with images "
-                         f"({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(
+            f"image folder {str(root)!r} has no class subfolders with images ({', '.join(IMAGE_EXTENSIONS)})"
+        )
     unknown = sorted(set(subdirs) - set(names)) if classes is not None else []
     if unknown:
         raise ValueError(f"image folder {str(root)!r} has classes the training folder lacks: {', '.join(unknown)}")

@@ -32,8 +32,9 @@ def text_files(path: str | Path) -> list[Path]:
     """``path`` itself if it is a file, else the ``.txt``/``.md`` files under it (recursive, sorted)."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise ValueError(f"text path {str(p)!r} does not exist; expected a UTF-8 text file or a folder of "
-                         ".txt/.md files")
+        raise ValueError(
+            f"text path {str(p)!r} does not exist; expected a UTF-8 text file or a folder of .txt/.md files"
+        )
     if p.is_file():
         return [p]
     files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES)
@@ -94,8 +95,9 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         out = []
         for i, r in enumerate(rows[1:], start=2):
             if len(r) != len(header):
-                raise ValueError(f"{str(p)!r} line {i} has {len(r)} fields, the header has {len(header)} "
-                                 f"({', '.join(header)})")
+                raise ValueError(
+                    f"{str(p)!r} line {i} has {len(r)} fields, the header has {len(header)} ({', '.join(header)})"
+                )
             out.append(dict(zip(header, r)))
         return out
     stripped = text.lstrip()
@@ -137,17 +139,16 @@ def load_hf_dataset(name: str, config: str | None = None) -> Any:
     try:
         import datasets
     except ImportError:  # pragma: no cover - an optional dependency
-        raise ValueError(f"dataset={name!r} needs the Hugging Face `datasets` package: "
-                         "pip install 'perceiverio[datasets]'") from None
+        raise ValueError(
+            f"dataset={name!r} needs the Hugging Face `datasets` package: pip install 'perceiverio[datasets]'"
+        ) from None
     p = Path(name).expanduser()
-    builders = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
-                ".txt": "text"}
+    builders = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
     try:
         if p.is_file():
             builder = builders.get(p.suffix.lower())
             if builder is None:
-                raise ValueError(f"dataset file {name!r} has an unknown format; expected one of "
-                                 f"{', '.join(builders)}")
+                raise ValueError(f"dataset file {name!r} has an unknown format; expected one of {', '.join(builders)}")
             kwargs = {"delimiter": "\t"} if p.suffix.lower() == ".tsv" else {}
             return datasets.load_dataset(builder, data_files={"train": str(p)}, **kwargs)
         return datasets.load_dataset(str(p) if p.is_dir() else name, config)
@@ -155,5 +156,6 @@ def load_hf_dataset(name: str, config: str | None = None) -> Any:
         raise
     except Exception as e:  # noqa: BLE001 - datasets raises many types; report them on one line
         msg = " ".join(str(e).split())
-        raise ValueError(f"cannot load dataset {name!r}"
-                         f"{f' (config {config!r})' if config else ''}: {type(e).__name__}: {msg[:300]}") from None
+        raise ValueError(
+            f"cannot load dataset {name!r}{f' (config {config!r})' if config else ''}: {type(e).__name__}: {msg[:300]}"
+        ) from None

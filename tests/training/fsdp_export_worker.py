@@ -51,8 +51,14 @@ def run(rank: int, world: int, port: int, out_dir: str) -> None:
         mesh = init_device_mesh("cpu", (world,))
         fully_shard(task.model, mesh=mesh)
         assert any(type(p).__name__ == "DTensor" for p in task.parameters())
-        trainer = SimpleNamespace(strategy=ShardedStrategy(task), is_global_zero=rank == 0, global_rank=rank,
-                                  global_step=1, log_dir=None, default_root_dir=out_dir)
+        trainer = SimpleNamespace(
+            strategy=ShardedStrategy(task),
+            is_global_zero=rank == 0,
+            global_rank=rank,
+            global_step=1,
+            log_dir=None,
+            default_root_dir=out_dir,
+        )
         ExportCallback(dirpath=str(Path(out_dir, "model"))).export(trainer, task)
     finally:
         dist.destroy_process_group()

@@ -15,7 +15,7 @@ import torch
 
 from perceiverio.core import MultiHeadAttention
 
-B, O, M = 3, 5, 7
+B, O, M = 3, 5, 7  # noqa: E741 (the paper's letters: batch, output queries, input elements)
 CQ, CKV = 12, 10
 HEADS, QK, V, OUT = 4, 16, 24, 9  # qk != v channels, several heads
 
@@ -67,25 +67,29 @@ def _module(masking: str = "official") -> MultiHeadAttention:
 
 def _inputs():
     g = torch.Generator().manual_seed(1)
-    return (torch.randn(B, O, CQ, generator=g, dtype=torch.float64),
-            torch.randn(B, M, CKV, generator=g, dtype=torch.float64))
+    return (
+        torch.randn(B, O, CQ, generator=g, dtype=torch.float64),
+        torch.randn(B, M, CKV, generator=g, dtype=torch.float64),
+    )
 
 
-KEY_MASK = torch.tensor([
-    [1, 1, 1, 1, 1, 1, 1],  # nothing masked
-    [1, 1, 1, 0, 0, 0, 0],  # trailing padding
-    [0, 1, 0, 1, 1, 0, 1],  # scattered
-], dtype=torch.bool)
-QUERY_MASK = torch.tensor([
-    [1, 1, 1, 1, 1],
-    [1, 0, 1, 0, 1],
-    [0, 0, 1, 1, 1],
-], dtype=torch.bool)
-FULLY_MASKED = torch.tensor([
-    [1, 1, 0, 1, 1, 1, 1],
-    [0, 0, 0, 0, 0, 0, 0],  # a fully padded example
-    [1, 0, 0, 0, 0, 0, 0],
-], dtype=torch.bool)
+KEY_MASK = torch.tensor(
+    [
+        [1, 1, 1, 1, 1, 1, 1],  # nothing masked
+        [1, 1, 1, 0, 0, 0, 0],  # trailing padding
+        [0, 1, 0, 1, 1, 0, 1],  # scattered
+    ],
+    dtype=torch.bool,
+)
+QUERY_MASK = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 1, 0, 1], [0, 0, 1, 1, 1]], dtype=torch.bool)
+FULLY_MASKED = torch.tensor(
+    [
+        [1, 1, 0, 1, 1, 1, 1],
+        [0, 0, 0, 0, 0, 0, 0],  # a fully padded example
+        [1, 0, 0, 0, 0, 0, 0],
+    ],
+    dtype=torch.bool,
+)
 
 
 def test_no_mask_matches_formula():
@@ -98,8 +102,9 @@ def test_no_mask_matches_formula():
 def test_key_mask_matches_official_formula(key_mask):
     attn = _module()
     xq, xkv = _inputs()
-    torch.testing.assert_close(attn(xq, xkv, key_mask=key_mask), _naive_official(attn, xq, xkv, key_mask),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        attn(xq, xkv, key_mask=key_mask), _naive_official(attn, xq, xkv, key_mask), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_masked_keys_have_no_influence():
@@ -140,8 +145,9 @@ def test_fully_masked_example_gives_projection_bias_in_official_mode():
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out[1], attn.o_proj.bias.detach().expand(O, -1), rtol=0, atol=0)
     # the other examples are untouched by example 1 being empty
-    torch.testing.assert_close(out[[0, 2]], attn(xq[[0, 2]], xkv[[0, 2]], key_mask=FULLY_MASKED[[0, 2]]),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        out[[0, 2]], attn(xq[[0, 2]], xkv[[0, 2]], key_mask=FULLY_MASKED[[0, 2]]), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_heads_are_contiguous_channel_slices():
@@ -224,8 +230,12 @@ def test_chunked_attention_equals_sdpa(budget):
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask)
     torch.testing.assert_close(chunked_attention(q, k, v, bool_mask, budget=budget), ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(chunked_attention(q, k, v, bias, budget=budget), ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(chunked_attention(q, k, v, budget=budget),
-                               torch.nn.functional.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        chunked_attention(q, k, v, budget=budget),
+        torch.nn.functional.scaled_dot_product_attention(q, k, v),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("masking", ["official", "transformers"])
@@ -293,11 +303,20 @@ def test_checkpointing_keeps_no_per_element_activations():
 
     m, c, o = 4096, 32, 4096
     torch.manual_seed(0)
-    model = PerceiverIO.from_config(PerceiverIOConfig(
-        num_input_channels=c, num_output_queries=o,
-        encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
-                              num_self_attention_heads=2, num_self_attends_per_block=2),
-        decoder=DecoderConfig(num_query_channels=c, num_heads=1))).train()
+    model = PerceiverIO.from_config(
+        PerceiverIOConfig(
+            num_input_channels=c,
+            num_output_queries=o,
+            encoder=EncoderConfig(
+                num_latents=16,
+                num_latent_channels=32,
+                num_cross_attention_heads=1,
+                num_self_attention_heads=2,
+                num_self_attends_per_block=2,
+            ),
+            decoder=DecoderConfig(num_query_channels=c, num_heads=1),
+        )
+    ).train()
     x = torch.randn(1, m, c)
     given = {t.untyped_storage().data_ptr() for t in [x, *model.parameters()]}  # not new memory
     totals, grads = {}, {}
@@ -306,7 +325,7 @@ def test_checkpointing_keeps_no_per_element_activations():
         model.zero_grad()
         saved = {}
 
-        def pack(t):
+        def pack(t, saved=saved):
             storage = t.untyped_storage()
             if storage.data_ptr() not in given:
                 saved[storage.data_ptr()] = storage.nbytes() // t.element_size()
@@ -333,9 +352,10 @@ def test_training_path_gradients_equal_the_formula(dq, dv):
     mask = torch.rand(2, 1, 1, 9, generator=g) > 0.3
     mask[..., 0] = True
     grads = []
-    for fn in (lambda q, k, v: attend(q, k, v, mask),
-               lambda q, k, v: (((q @ k.transpose(-1, -2)) / math.sqrt(dq)).masked_fill(~mask, float("-inf"))
-                                .softmax(-1) @ v)):
+    for fn in (
+        lambda q, k, v: attend(q, k, v, mask),
+        lambda q, k, v: ((q @ k.transpose(-1, -2)) / math.sqrt(dq)).masked_fill(~mask, float("-inf")).softmax(-1) @ v,
+    ):
         leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
         out = fn(*leaves)
         assert out.shape == (2, 3, 7, dv)
@@ -364,8 +384,9 @@ def test_kv_chunks_equal_one_pass(masking, chunk):
         block.kv_chunk_size = chunk
         out = block(x_q, x_kv, key_mask, query_mask)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(block(x_q, x_kv), (setattr(block, "kv_chunk_size", None), block(x_q, x_kv))[1],
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            block(x_q, x_kv), (setattr(block, "kv_chunk_size", None), block(x_q, x_kv))[1], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_kv_chunks_only_without_gradients(monkeypatch):

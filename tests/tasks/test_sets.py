@@ -45,8 +45,13 @@ def test_outputs_depend_on_other_entities():
 def test_starcraft_parameter_count_closed_form():
     cfg = SetModelConfig.starcraft()
     c, d, n = 128, 128, 32
-    ln = lambda w: 2 * w  # noqa: E731
-    lin = lambda i, o: i * o + o  # noqa: E731
+
+    def ln(w: int) -> int:  # LayerNorm: scale and offset
+        return 2 * w
+
+    def lin(i: int, o: int) -> int:  # Linear: weight and bias
+        return i * o + o
+
     cross_enc = ln(d) + ln(c) + lin(d, c) + lin(c, c) + lin(c, d) + lin(d, d) + ln(d) + lin(d, d) * 2
     self_layer = ln(d) + 4 * lin(d, d) + ln(d) + 2 * lin(d, d)
     cross_dec = ln(c) + ln(d) + lin(c, d) + lin(d, d) + lin(d, d) + lin(d, c) + ln(c) + 2 * lin(c, c)
@@ -60,12 +65,15 @@ def test_output_projection():
     assert SetModel(cfg)(torch.randn(2, 4, 16)).embeddings.shape == (2, 4, 5)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (torch.randn(4, 16), "rank 3"),
-    (torch.randn(2, 4, 15), "16 channels"),
-    (torch.zeros(2, 4, 16, dtype=torch.long), "floating-point"),
-    (torch.randn(0, 4, 16), "non-empty"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.randn(4, 16), "rank 3"),
+        (torch.randn(2, 4, 15), "16 channels"),
+        (torch.zeros(2, 4, 16, dtype=torch.long), "floating-point"),
+        (torch.randn(0, 4, 16), "non-empty"),
+    ],
+)
 def test_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
         _model()(bad)

@@ -19,8 +19,11 @@ CQ, CKV = 12, 10
 
 def _qkv(d: int = 8, e: int = 5, o: int = 11, m: int = 13):
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(2, 3, o, d, generator=g), torch.randn(2, 3, m, d, generator=g),
-            torch.randn(2, 3, m, e, generator=g))
+    return (
+        torch.randn(2, 3, o, d, generator=g),
+        torch.randn(2, 3, m, d, generator=g),
+        torch.randn(2, 3, m, e, generator=g),
+    )
 
 
 def _keep(m: int = 13) -> torch.Tensor:  # bool [2, 1, 1, M]; example 1 has no key in its first 6 positions
@@ -141,13 +144,16 @@ def _spy(monkeypatch, module, name, calls):
     monkeypatch.setattr(module, name, lambda *a, **kw: calls.append(name) or original(*a, **kw))
 
 
-@pytest.mark.parametrize("dtype, qk, grad, path", [
-    (torch.float32, 16, False, "sdpa"),  # equal widths, float32: the fused CPU kernel
-    (torch.float32, 8, False, "cpu"),  # unequal widths, inference: chunked GEMMs
-    (torch.float32, 8, True, "cpu"),  # unequal widths, training: padded widths, then SDPA
-    (torch.bfloat16, 16, False, "cpu"),  # low precision inference: chunked GEMMs
-    (torch.bfloat16, 16, True, "sdpa"),  # low precision training: the fused kernel
-])
+@pytest.mark.parametrize(
+    "dtype, qk, grad, path",
+    [
+        (torch.float32, 16, False, "sdpa"),  # equal widths, float32: the fused CPU kernel
+        (torch.float32, 8, False, "cpu"),  # unequal widths, inference: chunked GEMMs
+        (torch.float32, 8, True, "cpu"),  # unequal widths, training: padded widths, then SDPA
+        (torch.bfloat16, 16, False, "cpu"),  # low precision inference: chunked GEMMs
+        (torch.bfloat16, 16, True, "sdpa"),  # low precision training: the fused kernel
+    ],
+)
 def test_cpu_dispatch(monkeypatch, dtype, qk, grad, path):
     calls = []
     _spy(monkeypatch, cpu_attention, "attend", calls)
@@ -160,6 +166,7 @@ def test_cpu_dispatch(monkeypatch, dtype, qk, grad, path):
 def test_other_devices_always_take_sdpa(monkeypatch):
     """Off CPU (here the meta device, which runs no arithmetic) every path is one SDPA call: low precision,
     unequal head widths and key/value arrays longer than the chunk size included."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("a CPU path was taken off CPU")
 

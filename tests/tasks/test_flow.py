@@ -9,10 +9,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN, assert_close_rel
 
 from perceiverio.adapters.image import extract_patches_3x3
 from perceiverio.core import DecoderConfig, EncoderConfig
-from perceiverio.weights import to_haiku
 from perceiverio.tasks.flow import (
     OpticalFlow,
     OpticalFlowConfig,
@@ -22,14 +22,21 @@ from perceiverio.tasks.flow import (
     tile_starts,
     tile_weights,
 )
-
-from conftest import GOLDEN, assert_close_rel
+from perceiverio.weights import to_haiku
 
 CASE = "d_optical_flow"
 GOLDEN_CONFIG = OpticalFlowConfig(  # the JSON sidecar's kwargs
-    train_size=(12, 16), num_patch_channels=16, num_bands=3,
-    encoder=EncoderConfig(num_latents=16, num_latent_channels=32, num_cross_attention_heads=1,
-                          num_self_attention_heads=4, num_self_attends_per_block=2, num_blocks=1),
+    train_size=(12, 16),
+    num_patch_channels=16,
+    num_bands=3,
+    encoder=EncoderConfig(
+        num_latents=16,
+        num_latent_channels=32,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=2,
+        num_blocks=1,
+    ),
     decoder=DecoderConfig(num_query_channels=30, num_output_channels=2, num_heads=1, use_query_residual=False),
 )
 
@@ -43,7 +50,7 @@ def tiny() -> OpticalFlow:
     torch.manual_seed(0)
     model = OpticalFlow(OpticalFlowConfig.tiny()).eval()
     with torch.no_grad():  # non-trivial biases and norms, so a dropped term would show
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     return model
@@ -96,8 +103,7 @@ def test_haiku_pystate_file(tiny, tmp_path):
     """The released checkpoint is a pickle named ``optical_flow_checkpoint.pystate``."""
     path = tmp_path / "optical_flow_checkpoint.pystate"
     path.write_bytes(pickle.dumps(to_haiku(tiny)))
-    loaded = OpticalFlow.from_haiku(path, train_size=tiny.config.train_size, min_overlap=4,
-                                    encoder=tiny.config.encoder)
+    loaded = OpticalFlow.from_haiku(path, train_size=tiny.config.train_size, min_overlap=4, encoder=tiny.config.encoder)
     assert loaded.config == dataclasses.replace(tiny.config, decoder=loaded.config.decoder, decoder_chunk_size=16384)
     frames = _frames()
     with torch.no_grad():
@@ -107,9 +113,21 @@ def test_haiku_pystate_file(tiny, tmp_path):
 # --------------------------------------------------------------------------------------------------- transformers
 def _hf_flow(**overrides):
     transformers = pytest.importorskip("transformers")
-    config = transformers.PerceiverConfig(**{
-        **dict(num_latents=8, d_latents=16, d_model=322, num_blocks=2, num_self_attends_per_block=2,
-               num_self_attention_heads=2, num_cross_attention_heads=1, train_size=[6, 8]), **overrides})
+    config = transformers.PerceiverConfig(
+        **{
+            **dict(
+                num_latents=8,
+                d_latents=16,
+                d_model=322,
+                num_blocks=2,
+                num_self_attends_per_block=2,
+                num_self_attention_heads=2,
+                num_cross_attention_heads=1,
+                train_size=[6, 8],
+            ),
+            **overrides,
+        }
+    )
     hf = transformers.PerceiverForOpticalFlow(config)
     with torch.no_grad():  # every weight perturbed (transformers inits LayerNorms to 1/0, biases to 0)
         for name, p in hf.named_parameters():
@@ -153,9 +171,16 @@ def test_transformers_shape_q_decoder():
 
 def test_transformers_wrong_head_raises():
     transformers = pytest.importorskip("transformers")
-    config = transformers.PerceiverConfig(num_latents=4, d_latents=8, d_model=8, num_self_attends_per_block=1,
-                                          num_self_attention_heads=1, num_cross_attention_heads=1, vocab_size=10,
-                                          max_position_embeddings=8)
+    config = transformers.PerceiverConfig(
+        num_latents=4,
+        d_latents=8,
+        d_model=8,
+        num_self_attends_per_block=1,
+        num_self_attention_heads=1,
+        num_cross_attention_heads=1,
+        vocab_size=10,
+        max_position_embeddings=8,
+    )
     with pytest.raises(ValueError, match="PerceiverForOpticalFlow"):
         OpticalFlow.from_transformers(transformers.PerceiverForMaskedLM(config))
 
@@ -163,8 +188,15 @@ def test_transformers_wrong_head_raises():
 def test_sintel_parameter_count_equals_transformers():
     transformers = pytest.importorskip("transformers")
     hf_config = transformers.PerceiverConfig(  # transformers' conversion script's flow config
-        num_latents=2048, d_latents=512, d_model=322, num_blocks=1, num_self_attends_per_block=24,
-        num_self_attention_heads=16, num_cross_attention_heads=1, train_size=[368, 496])
+        num_latents=2048,
+        d_latents=512,
+        d_model=322,
+        num_blocks=1,
+        num_self_attends_per_block=24,
+        num_self_attention_heads=16,
+        num_cross_attention_heads=1,
+        train_size=[368, 496],
+    )
     with torch.device("meta"):
         hf = transformers.PerceiverForOpticalFlow(hf_config)
         ours = OpticalFlow(OpticalFlowConfig.sintel())
@@ -185,8 +217,10 @@ def test_tile_starts_examples():
         tile_starts(400, 368, 368)
 
 
-@pytest.mark.parametrize("size, tile, overlap", [(436, 368, 20), (1024, 496, 20), (375, 368, 20), (1242, 496, 20),
-                                                 (100, 10, 0), (100, 10, 9), (57, 13, 5)])
+@pytest.mark.parametrize(
+    "size, tile, overlap",
+    [(436, 368, 20), (1024, 496, 20), (375, 368, 20), (1242, 496, 20), (100, 10, 0), (100, 10, 9), (57, 13, 5)],
+)
 def test_tile_starts_cover_with_overlap(size, tile, overlap):
     starts = tile_starts(size, tile, overlap)
     assert starts[0] == 0 and starts[-1] == size - tile and starts == sorted(set(starts))
@@ -243,7 +277,7 @@ def test_predict_larger_image(tiny):
     torch.testing.assert_close(flow[..., :4, :4], tiny(frames[..., :24, :32])[..., :4, :4])
     torch.testing.assert_close(flow[..., -4:, -4:], tiny(frames[..., -24:, -32:])[..., -4:, -4:])
     # against an explicit blend of every tile
-    pieces = [(y, x, tiny(frames[..., y:y + 24, x:x + 32])) for y, x in origins]
+    pieces = [(y, x, tiny(frames[..., y : y + 24, x : x + 32])) for y, x in origins]
     torch.testing.assert_close(flow, blend_tiles(pieces, (40, 70)))
 
 
@@ -275,15 +309,18 @@ def test_any_size_and_gradients(tiny):
     tiny.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("frames, match", [
-    (torch.zeros(2, 3, 24, 32), "rank"),
-    (torch.zeros(1, 3, 3, 24, 32), "2 frames"),
-    (torch.zeros(1, 2, 4, 24, 32), "3 colour channels"),
-    (torch.zeros(1, 2, 24, 32, 3), "3 colour channels"),
-    (torch.zeros(1, 2, 3, 24, 32, dtype=torch.uint8), "floating point"),
-    (torch.zeros(0, 2, 3, 24, 32), "non-empty"),
-    (np.zeros((1, 2, 3, 24, 32), dtype=np.float32), "ndarray"),
-])
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        (torch.zeros(2, 3, 24, 32), "rank"),
+        (torch.zeros(1, 3, 3, 24, 32), "2 frames"),
+        (torch.zeros(1, 2, 4, 24, 32), "3 colour channels"),
+        (torch.zeros(1, 2, 24, 32, 3), "3 colour channels"),
+        (torch.zeros(1, 2, 3, 24, 32, dtype=torch.uint8), "floating point"),
+        (torch.zeros(0, 2, 3, 24, 32), "non-empty"),
+        (np.zeros((1, 2, 3, 24, 32), dtype=np.float32), "ndarray"),
+    ],
+)
 def test_bad_inputs_raise(tiny, frames, match):
     with pytest.raises(ValueError, match=match):
         tiny(frames)

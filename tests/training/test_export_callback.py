@@ -25,7 +25,7 @@ import torch
 from perceiverio.tasks import MaskedLanguageModel, MaskedLanguageModelConfig
 from perceiverio.training import ExportCallback, MaskedLanguageModelTask
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # tests/training: the FSDP worker script sits beside this file
 CONFIG = MaskedLanguageModelConfig.tiny(max_seq_len=32)
 
 
@@ -46,8 +46,14 @@ class FSDPLikeStrategy:
 
 
 def _trainer(strategy: FSDPLikeStrategy, rank: int, step: int = 7) -> SimpleNamespace:
-    return SimpleNamespace(strategy=strategy, is_global_zero=rank == 0, global_rank=rank, global_step=step,
-                           log_dir=None, default_root_dir=".")
+    return SimpleNamespace(
+        strategy=strategy,
+        is_global_zero=rank == 0,
+        global_rank=rank,
+        global_step=step,
+        log_dir=None,
+        default_root_dir=".",
+    )
 
 
 def test_fsdp_export_gathers_on_every_rank_and_writes_on_rank_zero(tmp_path):
@@ -70,7 +76,7 @@ def test_fsdp_export_gathers_on_every_rank_and_writes_on_rank_zero(tmp_path):
     model = MaskedLanguageModel.from_pretrained(tmp_path / "model")
     assert model.config == task.model.config
     written = model.state_dict()
-    assert written.keys() == {k[len("model."):] for k in full if k.startswith("model.")}
+    assert written.keys() == {k[len("model.") :] for k in full if k.startswith("model.")}
     for k, v in written.items():
         torch.testing.assert_close(v, full[f"model.{k}"], rtol=0, atol=0, msg=k)
     assert all(bool((p == 0).all()) for p in task.parameters())  # the live module was left alone
@@ -90,8 +96,13 @@ def test_export_writes_once_per_step(tmp_path):
 def test_export_gathers_dtensor_shards_from_two_cpu_processes(tmp_path):
     """Two gloo processes shard the task model with FSDP2 (``fully_shard``); the strategy hands out DTensor shards,
     which the callback gathers with PyTorch's distributed-checkpoint API; rank 0 writes the whole model."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fsdp_export_worker.py"), str(tmp_path)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "fsdp_export_worker.py"), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference = json.loads((tmp_path / "reference.json").read_text())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "reference.json"]

@@ -10,8 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perceiverio.data import (FlowDataModule, ImageDataModule, SyntheticFlowDataset, TextClassificationDataModule,
-                              TextDataModule, VideoDataModule)
+from perceiverio.data import (
+    FlowDataModule,
+    ImageDataModule,
+    SyntheticFlowDataset,
+    TextClassificationDataModule,
+    TextDataModule,
+    VideoDataModule,
+)
 from perceiverio.data.masking import word_spans
 from perceiverio.data.readers.flow import find_flow_pairs, middlebury_motorcycle, read_flo, write_flo
 from perceiverio.data.readers.image import read_idx, write_idx
@@ -19,7 +25,7 @@ from perceiverio.data.readers.video import read_video
 from perceiverio.tasks.outputs import IGNORE_INDEX
 from perceiverio.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, ByteTokenizer
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def shared(rel: str) -> Path:
@@ -134,7 +140,8 @@ def test_text_file_and_folder_sources(tmp_path):
     (folder / "sub").mkdir(parents=True)
     for i in range(6):
         (folder / ("sub" if i % 2 else "") / f"doc{i}.{'md' if i == 3 else 'txt'}").write_text(
-            f"document {i} " + " ".join(rng.choice(words, 200)), encoding="utf-8")
+            f"document {i} " + " ".join(rng.choice(words, 200)), encoding="utf-8"
+        )
     (folder / "ignored.bin").write_bytes(b"\xff\xfe")
     dm = TextDataModule(path=str(folder), seq_len=64, batch_size=4)
     dm.setup()
@@ -158,15 +165,17 @@ def test_text_hugging_face_dataset_on_a_local_folder(tmp_path, monkeypatch):
 
     csv_dir = tmp_path / "cls"
     csv_dir.mkdir()
-    (csv_dir / "train.csv").write_text("sentence,label\n" + "".join(f"good {i},pos\nbad {i},neg\n"
-                                                                       for i in range(20)))
+    (csv_dir / "train.csv").write_text("sentence,label\n" + "".join(f"good {i},pos\nbad {i},neg\n" for i in range(20)))
     (csv_dir / "validation.csv").write_text("sentence,label\ngood x,pos\nbad y,neg\n")
     cm = TextClassificationDataModule(dataset=str(csv_dir), batch_size=8)
     assert cm.num_classes == 2 and cm.label_names == ["neg", "pos"]
     b = next(iter(cm.val_dataloader()))
     assert b["labels"].tolist() == [1, 0]
-    one_line_error(lambda: TextClassificationDataModule(dataset=str(csv_dir), val_split="dev").setup(),
-                   "no split 'dev'", "validation")
+    one_line_error(
+        lambda: TextClassificationDataModule(dataset=str(csv_dir), val_split="dev").setup(),
+        "no split 'dev'",
+        "validation",
+    )
 
 
 def test_text_classification_sst2():
@@ -186,19 +195,21 @@ def test_text_classification_sst2():
 
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
 def test_text_classification_tables(tmp_path, fmt):
-    rows = [(f"text number {i}, \"quoted\"" if fmt != "tsv" else f"text number {i}", ["b", "a", "c"][i % 3])
-            for i in range(40)]
+    rows = [
+        (f'text number {i}, "quoted"' if fmt != "tsv" else f"text number {i}", ["b", "a", "c"][i % 3])
+        for i in range(40)
+    ]
     path = tmp_path / f"data.{fmt}"
     if fmt == "jsonl":
         path.write_text("\n".join(json.dumps({"text": t, "y": y}) for t, y in rows))
     else:
         import csv
+
         with open(path, "w", newline="") as f:
             w = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",")
             w.writerow(["text", "y"])
             w.writerows(rows)
-    dm = TextClassificationDataModule(path=str(path), text_column="text", label_column="y", max_length=8,
-                                      batch_size=64)
+    dm = TextClassificationDataModule(path=str(path), text_column="text", label_column="y", max_length=8, batch_size=64)
     assert dm.num_classes == 3 and dm.label_names == ["a", "b", "c"]
     train, val = next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))
     assert train["labels"].shape == (36,) and val["labels"].shape == (4,)  # seeded 90/10 split
@@ -214,8 +225,9 @@ def test_text_bad_sources(tmp_path):
     one_line_error(lambda: TextClassificationDataModule(path=str(tmp_path / "nope")), "nope")
     bad = tmp_path / "t.tsv"
     bad.write_text("sentence\tlabel\nhello\t1\nbye\t0\n")
-    one_line_error(lambda: TextClassificationDataModule(path=str(bad), text_column="text").setup(),
-                   "'text'", "sentence, label")
+    one_line_error(
+        lambda: TextClassificationDataModule(path=str(bad), text_column="text").setup(), "'text'", "sentence, label"
+    )
     xls = tmp_path / "t.xlsx"
     xls.write_text("x")
     one_line_error(lambda: TextClassificationDataModule(path=str(xls)).setup(), "unknown table format", ".tsv")
@@ -223,10 +235,12 @@ def test_text_bad_sources(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------- images
 def test_idx_round_trip(tmp_path):
-    for name, a in [("a.idx", np.arange(60, dtype=np.uint8).reshape(3, 4, 5)),
-                    ("b.idx.gz", np.arange(-6, 6, dtype=np.int16).reshape(2, 6)),
-                    ("c.idx", np.linspace(-1, 1, 7).astype(np.float32)),
-                    ("d.idx.gz", np.arange(8, dtype=np.int32).reshape(2, 2, 2) * 70000)]:
+    for name, a in [
+        ("a.idx", np.arange(60, dtype=np.uint8).reshape(3, 4, 5)),
+        ("b.idx.gz", np.arange(-6, 6, dtype=np.int16).reshape(2, 6)),
+        ("c.idx", np.linspace(-1, 1, 7).astype(np.float32)),
+        ("d.idx.gz", np.arange(8, dtype=np.int32).reshape(2, 2, 2) * 70000),
+    ]:
         write_idx(tmp_path / name, a)
         b = read_idx(tmp_path / name)
         assert b.dtype == a.dtype and b.shape == a.shape and np.array_equal(a, b)
@@ -280,6 +294,7 @@ def test_image_module_digits_default():
     x = next(iter(raw.val_dataloader()))["images"]
     assert x.shape[1:] == (1, 8, 8) and x.min() >= 0 and x.max() <= 1
     from sklearn.datasets import load_digits
+
     assert any(torch.allclose(x[0, 0], torch.from_numpy(im / 16.0).float()) for im in load_digits().images)
 
 
@@ -338,7 +353,7 @@ def test_flow_folder_flyingchairs():
     # flow vectors are rescaled with the image: crop 384 -> 341 rows (aspect 2:3), then ×96/512 and ×64/341
     item = dm.train_set[0]
     a, _, f = dm.train_set.triples[0]
-    crop = read_flo(f)[21:21 + 341]
+    crop = read_flo(f)[21 : 21 + 341]
     assert float(item["flow"][0].mean()) == pytest.approx(crop[..., 0].mean() * 96 / 512, rel=0.02, abs=0.02)
     assert float(item["flow"][1].mean()) == pytest.approx(crop[..., 1].mean() * 64 / 341, rel=0.02, abs=0.02)
 
@@ -366,8 +381,7 @@ def test_flow_folder_release_naming_and_errors(tmp_path):
 def _warp(frame2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample frame 2 [3, H, W] at x + flow(x) (bilinear, pixel centres at integer coordinates)."""
     h, w = flow.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     x, y = xs + flow[0].double(), ys + flow[1].double()
     grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], -1)[None]
     return F.grid_sample(frame2[None].double(), grid, mode="bilinear", align_corners=True)[0]
@@ -437,8 +451,15 @@ def test_flow_module_embedded_default_and_middlebury():
 
 
 # ----------------------------------------------------------------------------------------------------------- video
-def _write_video(path: Path, n_frames: int = 40, fps: int = 25, size=(24, 32), sr: int = 48_000, flash: int = 10,
-                 audio_offset: float = 0.0) -> None:
+def _write_video(
+    path: Path,
+    n_frames: int = 40,
+    fps: int = 25,
+    size=(24, 32),
+    sr: int = 48_000,
+    flash: int = 10,
+    audio_offset: float = 0.0,
+) -> None:
     """A lossless test video: black frames except a white frame ``flash``; silent audio (stereo, starting at
     ``audio_offset`` s) except a burst during the flash frame."""
     av = pytest.importorskip("av")
@@ -451,7 +472,7 @@ def _write_video(path: Path, n_frames: int = 40, fps: int = 25, size=(24, 32), s
         spf = sr // fps
         audio = np.zeros(n_frames * spf, np.int16)
         a0 = int(round(audio_offset * sr))
-        audio[flash * spf - a0:(flash + 1) * spf - a0] = 12000
+        audio[flash * spf - a0 : (flash + 1) * spf - a0] = 12000
         for k in range(n_frames):
             img = np.full((h, w, 3), 255 if k == flash else 0, np.uint8)
             fr = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -459,7 +480,7 @@ def _write_video(path: Path, n_frames: int = 40, fps: int = 25, size=(24, 32), s
             for p in vs.encode(fr):
                 c.mux(p)
         for s in range(0, len(audio), 1024):
-            chunk = np.repeat(audio[s:s + 1024, None], 2, 1).reshape(1, -1)
+            chunk = np.repeat(audio[s : s + 1024, None], 2, 1).reshape(1, -1)
             af = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
             af.sample_rate, af.pts = sr, s + a0
             for p in aus.encode(af):
@@ -495,8 +516,17 @@ def test_video_embedded_default():
 
 def test_video_shared_webm():
     path = shared("video/big_buck_bunny_0_30.webm")
-    dm = VideoDataModule(path=str(path), num_frames=4, image_size=(16, 24), audio_samples=7350, sample_rate=44_100,
-                         num_classes=3, clips_per_epoch=8, batch_size=8, modality_names=("rgb", "sound", "caption"))
+    dm = VideoDataModule(
+        path=str(path),
+        num_frames=4,
+        image_size=(16, 24),
+        audio_samples=7350,
+        sample_rate=44_100,
+        num_classes=3,
+        clips_per_epoch=8,
+        batch_size=8,
+        modality_names=("rgb", "sound", "caption"),
+    )
     b = next(iter(dm.train_dataloader()))
     _check_video_batch(b, ("rgb", "sound", "caption"), 8, 4, (16, 24), 7350, 3)
     v = dm.videos[0]
@@ -512,8 +542,9 @@ def test_video_audio_alignment_and_class_folders(tmp_path):
     assert abs(v.audio_start - 0.2) < 1e-6
     assert v.frames[10].float().mean() > 250 and v.frames[9].float().max() < 5
 
-    dm = VideoDataModule(path=str(tmp_path / "clips"), num_frames=4, image_size=(12, 16), audio_samples=3840,
-                         num_classes=2, batch_size=2)
+    dm = VideoDataModule(
+        path=str(tmp_path / "clips"), num_frames=4, image_size=(12, 16), audio_samples=3840, num_classes=2, batch_size=2
+    )
     assert dm.setup() is None and dm.class_names == ["a", "b"]
     for flash, video in ((10, 0), (20, 1)):
         clip = dm._clip((video, flash))  # the clip starting at the flash: the burst starts at its first sample

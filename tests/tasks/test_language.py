@@ -92,8 +92,10 @@ def test_mlm_without_mask_sees_padding():
 
 @pytest.mark.parametrize("masking", ["official", "transformers"])
 def test_classifier_padding_invariance(masking):
-    for model in (SequenceClassifier(SequenceClassifierConfig.tiny(num_classes=3, masking=masking)).eval(),
-                  MultitaskClassifier(MultitaskClassifierConfig.tiny(masking=masking)).eval()):
+    for model in (
+        SequenceClassifier(SequenceClassifierConfig.tiny(num_classes=3, masking=masking)).eval(),
+        MultitaskClassifier(MultitaskClassifierConfig.tiny(masking=masking)).eval(),
+    ):
         short, long = _ids(1, 6, seed=4), _ids(1, 17, seed=5)
         ids = torch.zeros(2, 17, dtype=torch.long)
         ids[0, :6], ids[1] = short[0], long[0]
@@ -199,10 +201,11 @@ def _encoder_params(cfg: EncoderConfig, c: int) -> int:
     cross_v = cfg.v_channels or cross_qk
     self_qk = cfg.qk_channels or d
     self_v = cfg.v_channels or self_qk
-    return (cfg.num_latents * d
-            + _cross_block_params(d, c, cross_qk, cross_v, cfg.cross_attention_widening_factor)
-            + cfg.num_self_attends_per_block * _self_block_params(d, self_qk, self_v,
-                                                                  cfg.self_attention_widening_factor))
+    return (
+        cfg.num_latents * d
+        + _cross_block_params(d, c, cross_qk, cross_v, cfg.cross_attention_widening_factor)
+        + cfg.num_self_attends_per_block * _self_block_params(d, self_qk, self_v, cfg.self_attention_widening_factor)
+    )
 
 
 def _decoder_params(cfg: DecoderConfig, d: int) -> int:
@@ -215,8 +218,14 @@ def _decoder_params(cfg: DecoderConfig, d: int) -> int:
 
 def _mlm_params(cfg: MaskedLanguageModelConfig) -> int:
     c, e = cfg.num_input_channels, cfg.decoder.num_query_channels
-    return (cfg.vocab_size * c + cfg.max_seq_len * c + _encoder_params(cfg.encoder, c)
-            + cfg.max_seq_len * e + _decoder_params(cfg.decoder, cfg.encoder.num_latent_channels) + cfg.vocab_size)
+    return (
+        cfg.vocab_size * c
+        + cfg.max_seq_len * c
+        + _encoder_params(cfg.encoder, c)
+        + cfg.max_seq_len * e
+        + _decoder_params(cfg.decoder, cfg.encoder.num_latent_channels)
+        + cfg.vocab_size
+    )
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -224,20 +233,30 @@ def _count(module: torch.nn.Module) -> int:
 
 
 def test_weight_sharing_parameter_count():
-    base = EncoderConfig(num_latents=8, num_latent_channels=32, num_cross_attention_heads=2,
-                         num_self_attention_heads=4, num_self_attends_per_block=2, qk_channels=16, v_channels=32,
-                         cross_attention_widening_factor=2, self_attention_widening_factor=3)
+    base = EncoderConfig(
+        num_latents=8,
+        num_latent_channels=32,
+        num_cross_attention_heads=2,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=2,
+        qk_channels=16,
+        v_channels=32,
+        cross_attention_widening_factor=2,
+        self_attention_widening_factor=3,
+    )
     one = PerceiverEncoder(base, 24)
     three = PerceiverEncoder(dataclasses.replace(base, num_blocks=3), 24)
     assert _count(one) == _count(three) == _encoder_params(base, 24)
-    default = EncoderConfig(num_latents=8, num_latent_channels=32, num_self_attention_heads=4,
-                            num_self_attends_per_block=3)
+    default = EncoderConfig(
+        num_latents=8, num_latent_channels=32, num_self_attention_heads=4, num_self_attends_per_block=3
+    )
     assert _count(PerceiverEncoder(default, 24)) == _encoder_params(default, 24)
 
 
 def test_weight_sharing_applies_the_same_layers_repeatedly():
-    base = EncoderConfig(num_latents=8, num_latent_channels=32, num_self_attention_heads=4,
-                         num_self_attends_per_block=2)
+    base = EncoderConfig(
+        num_latents=8, num_latent_channels=32, num_self_attention_heads=4, num_self_attends_per_block=2
+    )
     one = PerceiverEncoder(base, 24).eval()
     three = PerceiverEncoder(dataclasses.replace(base, num_blocks=3), 24).eval()
     three.load_state_dict(one.state_dict())
@@ -257,8 +276,13 @@ def test_tiny_model_parameter_counts_closed_form():
     clf = SequenceClassifier(clf_cfg)
     dec = dataclasses.replace(clf_cfg.decoder, num_output_channels=4)
     c = clf_cfg.num_input_channels
-    expected = (V * c + clf_cfg.max_seq_len * c + _encoder_params(clf_cfg.encoder, c)
-                + dec.num_query_channels + _decoder_params(dec, clf_cfg.encoder.num_latent_channels))
+    expected = (
+        V * c
+        + clf_cfg.max_seq_len * c
+        + _encoder_params(clf_cfg.encoder, c)
+        + dec.num_query_channels
+        + _decoder_params(dec, clf_cfg.encoder.num_latent_channels)
+    )
     assert clf.num_parameters() == expected
 
 
@@ -297,8 +321,7 @@ def test_gradients_reach_every_parameter_classifier():
 
 
 def test_gradients_reach_every_parameter_multitask():
-    model = MultitaskClassifier(MultitaskClassifierConfig.tiny(tasks={"a": 2, "b": 3, "r": 1},
-                                                               max_seq_len=12)).train()
+    model = MultitaskClassifier(MultitaskClassifierConfig.tiny(tasks={"a": 2, "b": 3, "r": 1}, max_seq_len=12)).train()
     labels = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([2, 0, 1]), "r": torch.tensor([0.5, -1.0, 2.0])}
     model(_ids(3, 12), labels=labels).loss.backward()
     _assert_every_param_gets_gradient(model)
@@ -320,9 +343,15 @@ def _flops(model, *args, **kwargs) -> dict[str, int]:
 
 
 _GENERIC = PerceiverIOConfig(
-    num_input_channels=16, num_output_queries=1024,
-    encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_cross_attention_heads=2,
-                          num_self_attention_heads=4, num_self_attends_per_block=2),
+    num_input_channels=16,
+    num_output_queries=1024,
+    encoder=EncoderConfig(
+        num_latents=8,
+        num_latent_channels=32,
+        num_cross_attention_heads=2,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=2,
+    ),
     decoder=DecoderConfig(num_query_channels=24, num_output_channels=5, num_heads=2),
 )
 
@@ -416,20 +445,26 @@ def test_multitask_loss_averages_labelled_tasks_only():
 # ---------------------------------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("bad,match", [
-    (torch.randint(6, 262, (10,)), "rank"),
-    (torch.randint(6, 262, (1, 2, 3)), "rank"),
-    (torch.rand(2, 5), "integer"),
-    (torch.full((2, 5), 262), r"\[0, 262\)"),
-    (torch.full((2, 5), -1), r"\[0, 262\)"),
-    (torch.randint(6, 262, (1, 257)), "max_seq_len"),
-    (torch.zeros(0, 5, dtype=torch.long), "non-empty"),
-    (torch.zeros(2, 0, dtype=torch.long), "non-empty"),
-    ([[1, 2, 3]], "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (torch.randint(6, 262, (10,)), "rank"),
+        (torch.randint(6, 262, (1, 2, 3)), "rank"),
+        (torch.rand(2, 5), "integer"),
+        (torch.full((2, 5), 262), r"\[0, 262\)"),
+        (torch.full((2, 5), -1), r"\[0, 262\)"),
+        (torch.randint(6, 262, (1, 257)), "max_seq_len"),
+        (torch.zeros(0, 5, dtype=torch.long), "non-empty"),
+        (torch.zeros(2, 0, dtype=torch.long), "non-empty"),
+        ([[1, 2, 3]], "torch.Tensor"),
+    ],
+)
 def test_bad_token_ids_raise(bad, match):
-    for model in (_mlm(), SequenceClassifier(SequenceClassifierConfig.tiny()),
-                  MultitaskClassifier(MultitaskClassifierConfig.tiny())):
+    for model in (
+        _mlm(),
+        SequenceClassifier(SequenceClassifierConfig.tiny()),
+        MultitaskClassifier(MultitaskClassifierConfig.tiny()),
+    ):
         with pytest.raises(ValueError, match=match):
             model(bad)
 
@@ -507,16 +542,23 @@ def test_encoder_config_validation():
         DecoderConfig(num_query_channels=8, num_output_channels=0)
 
 
-@pytest.mark.parametrize("make", [
-    # self-attention heads do not divide D = 128
-    lambda: _mlm(encoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().encoder, num_self_attention_heads=3)),
-    # cross-attention heads do not divide qk = 64
-    lambda: _mlm(encoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().encoder, num_cross_attention_heads=5)),
-    # decoder heads do not divide qk = 64
-    lambda: _mlm(decoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().decoder, num_heads=7)),
-    lambda: PerceiverIO.from_config(dataclasses.replace(_GENERIC, encoder=dataclasses.replace(_GENERIC.encoder,
-                                                                                  num_cross_attention_heads=3))),
-], ids=["self", "cross", "decoder", "generic_cross"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        # self-attention heads do not divide D = 128
+        lambda: _mlm(encoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().encoder, num_self_attention_heads=3)),
+        # cross-attention heads do not divide qk = 64
+        lambda: _mlm(
+            encoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().encoder, num_cross_attention_heads=5)
+        ),
+        # decoder heads do not divide qk = 64
+        lambda: _mlm(decoder=dataclasses.replace(MaskedLanguageModelConfig.tiny().decoder, num_heads=7)),
+        lambda: PerceiverIO.from_config(
+            dataclasses.replace(_GENERIC, encoder=dataclasses.replace(_GENERIC.encoder, num_cross_attention_heads=3))
+        ),
+    ],
+    ids=["self", "cross", "decoder", "generic_cross"],
+)
 def test_heads_must_divide_channels(make):
     with pytest.raises(ValueError, match="divisible"):
         make()

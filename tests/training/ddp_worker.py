@@ -26,8 +26,13 @@ def examples(n: int, length: int = 24, seed: int = 0) -> list[dict[str, torch.Te
         masked = torch.rand(length, generator=g) < 0.3
         masked[0] = True
         labels = torch.where(masked, ids, torch.full_like(ids, -100))
-        out.append({"input_ids": ids.masked_fill(masked, 4), "attention_mask": torch.ones(length, dtype=torch.long),
-                    "labels": labels})
+        out.append(
+            {
+                "input_ids": ids.masked_fill(masked, 4),
+                "attention_mask": torch.ones(length, dtype=torch.long),
+                "labels": labels,
+            }
+        )
     return out
 
 
@@ -52,16 +57,25 @@ def main(out_dir: str) -> None:
     from perceiverio.training import ExportCallback, MaskedLanguageModelTask, OptimizerConfig
 
     L.seed_everything(0, verbose=False)
-    module = MaskedLanguageModelTask(MaskedLanguageModelConfig.tiny(max_seq_len=32),
-                                     optimizer=OptimizerConfig(lr=3e-3, schedule="constant"))
+    module = MaskedLanguageModelTask(
+        MaskedLanguageModelConfig.tiny(max_seq_len=32), optimizer=OptimizerConfig(lr=3e-3, schedule="constant")
+    )
     record = RecordBatches()
-    trainer = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0,
-                        callbacks=[record, ExportCallback(dirpath=str(Path(out_dir, "model")))])
+    trainer = L.Trainer(
+        strategy="ddp",
+        devices=2,
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[record, ExportCallback(dirpath=str(Path(out_dir, "model")))],
+    )
     val = examples(6, length=24, seed=1)
     for i, example in enumerate(val):  # uneven label counts: a mean of per-process means would be wrong
-        example["labels"][2 + 3 * i:] = -100
+        example["labels"][2 + 3 * i :] = -100
     trainer.fit(module, DataLoader(examples(8), batch_size=2), DataLoader(val, batch_size=2))
     final = trainer.validate(module, DataLoader(val, batch_size=2), verbose=False)[0]
     module.model.eval()
@@ -73,9 +87,16 @@ def main(out_dir: str) -> None:
         expected = float(nats / keep.sum() / torch.log(torch.tensor(2.0)))
     digest = weights_digest(module.model)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    result = {"rank": trainer.global_rank, "world_size": trainer.world_size, "global_step": trainer.global_step,
-              "sha256": digest, "seen": record.seen, "val": metrics,
-              "final_bits_per_byte": final["val/bits_per_byte"], "expected_bits_per_byte": expected}
+    result = {
+        "rank": trainer.global_rank,
+        "world_size": trainer.world_size,
+        "global_step": trainer.global_step,
+        "sha256": digest,
+        "seen": record.seen,
+        "val": metrics,
+        "final_bits_per_byte": final["val/bits_per_byte"],
+        "expected_bits_per_byte": expected,
+    }
     Path(out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perceiverio import (ImageClassifier, ImageClassifierConfig, MaskedLanguageModel, MaskedLanguageModelConfig,
-                         OpticalFlow, OpticalFlowConfig)
+from perceiverio import (
+    ImageClassifier,
+    ImageClassifierConfig,
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    OpticalFlow,
+    OpticalFlowConfig,
+)
 from perceiverio.core.blocks import CrossAttentionBlock
 
 
@@ -23,8 +29,11 @@ def _models_and_inputs():
     pixels = torch.randn(2, 3, 32, 32, generator=g)
     flow = OpticalFlow(OpticalFlowConfig.tiny(train_size=(64, 80))).eval()  # 5,120 tokens: more than a kv chunk
     frames = torch.rand(1, 2, 3, 64, 80, generator=g) * 2 - 1
-    return {"mlm": (mlm, lambda m: m(ids).logits), "image": (image, lambda m: m(pixels).logits),
-            "flow": (flow, lambda m: m(frames))}
+    return {
+        "mlm": (mlm, lambda m: m(ids).logits),
+        "image": (image, lambda m: m(pixels).logits),
+        "flow": (flow, lambda m: m(frames)),
+    }
 
 
 @pytest.mark.parametrize("name", ["mlm", "image", "flow"])

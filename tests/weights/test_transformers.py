@@ -14,25 +14,49 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from perceiverio import MaskedLanguageModel, SequenceClassifier  # noqa: E402
-from perceiverio.weights.transformers import HF_CONFIG_DEFAULTS  # noqa: E402
+from perceiverio import MaskedLanguageModel, SequenceClassifier  # noqa: E402 (after importorskip)
+from perceiverio.weights.transformers import HF_CONFIG_DEFAULTS  # noqa: E402 (after importorskip)
 
 TOL = 1e-5
 L = 10  # input length (< max_position_embeddings: transformers decodes all positions, we decode L)
 LENGTHS = (10, 7, 3)  # padded batch: a different number of real tokens per example
 
-BASE = dict(num_latents=8, d_latents=32, d_model=16, num_blocks=1, num_self_attends_per_block=2,
-            num_self_attention_heads=8, num_cross_attention_heads=8, vocab_size=30, max_position_embeddings=24)
+BASE = dict(
+    num_latents=8,
+    d_latents=32,
+    d_model=16,
+    num_blocks=1,
+    num_self_attends_per_block=2,
+    num_self_attention_heads=8,
+    num_cross_attention_heads=8,
+    vocab_size=30,
+    max_position_embeddings=24,
+)
 CONFIGS = {
     # released head counts (8/8), so a bare state dict without config is also exact
     "released_heads": {},
     # weight sharing, qk != v, other head counts, widening factors, no encoder query residual
-    "shared_qk16": dict(num_blocks=3, num_self_attends_per_block=2, qk_channels=16, v_channels=32,
-                        num_cross_attention_heads=4, num_self_attention_heads=2, cross_attention_widening_factor=2,
-                        self_attention_widening_factor=3, use_query_residual=False),
+    "shared_qk16": dict(
+        num_blocks=3,
+        num_self_attends_per_block=2,
+        qk_channels=16,
+        v_channels=32,
+        num_cross_attention_heads=4,
+        num_self_attention_heads=2,
+        cross_attention_widening_factor=2,
+        self_attention_widening_factor=3,
+        use_query_residual=False,
+    ),
     # cross-attention qk follows the latent width; tanh GELU
-    "shape_q_gelu_new": dict(cross_attention_shape_for_attention="q", d_model=24, d_latents=16, num_blocks=2,
-                             num_cross_attention_heads=1, num_self_attention_heads=4, hidden_act="gelu_new"),
+    "shape_q_gelu_new": dict(
+        cross_attention_shape_for_attention="q",
+        d_model=24,
+        d_latents=16,
+        num_blocks=2,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+        hidden_act="gelu_new",
+    ),
 }
 HEADS = {
     "mlm": (transformers.PerceiverForMaskedLM, MaskedLanguageModel),

@@ -9,8 +9,15 @@ import torch
 from torch import nn
 
 from perceiverio.tasks import MaskedLanguageModel, MaskedLanguageModelConfig
-from perceiverio.training.optim import (Lamb, StepInBackward, build_optimizer, lr_factor, param_groups,
-                                        param_shapes, unwrapped_name)
+from perceiverio.training.optim import (
+    Lamb,
+    StepInBackward,
+    build_optimizer,
+    lr_factor,
+    param_groups,
+    param_shapes,
+    unwrapped_name,
+)
 
 
 def _reference_lamb(w, grads, lr, b1=0.9, b2=0.999, eps=1e-6, wd=0.0):
@@ -20,7 +27,7 @@ def _reference_lamb(w, grads, lr, b1=0.9, b2=0.999, eps=1e-6, wd=0.0):
     for t, g in enumerate(grads, start=1):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        u = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps) + wd * w
+        u = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps) + wd * w
         wn, un = np.linalg.norm(w), np.linalg.norm(u)
         r = wn / un if wn > 0 and un > 0 else 1.0
         w = w - lr * r * u

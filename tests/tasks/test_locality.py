@@ -7,18 +7,32 @@ import math
 import pytest
 import torch
 
-from perceiverio import ByteMaskingCollator, DecoderConfig, EncoderConfig, MaskedLanguageModel
-from perceiverio import MaskedLanguageModelConfig
+from perceiverio import (
+    ByteMaskingCollator,
+    DecoderConfig,
+    EncoderConfig,
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+)
 from perceiverio.tasks.locality import head_interleave, sinusoid_codes
 from perceiverio.tokenizer import MASK_ID, NUM_SPECIAL
 
 
 def _config(**overrides) -> MaskedLanguageModelConfig:
     fields = dict(
-        max_seq_len=96, num_input_channels=32, embedding_init_scale=0.02, routing_init="local",
-        encoder=EncoderConfig(num_latents=24, num_latent_channels=48, num_cross_attention_heads=4,
-                              num_self_attention_heads=4, num_self_attends_per_block=1, qk_channels=32,
-                              v_channels=48),
+        max_seq_len=96,
+        num_input_channels=32,
+        embedding_init_scale=0.02,
+        routing_init="local",
+        encoder=EncoderConfig(
+            num_latents=24,
+            num_latent_channels=48,
+            num_cross_attention_heads=4,
+            num_self_attention_heads=4,
+            num_self_attends_per_block=1,
+            qk_channels=32,
+            v_channels=48,
+        ),
         decoder=DecoderConfig(num_query_channels=32, num_heads=4, qk_channels=32, v_channels=32),
     )
     return MaskedLanguageModelConfig(**{**fields, **overrides})
@@ -83,8 +97,7 @@ def test_local_init_routes_latents_to_their_bytes_and_queries_to_their_latents()
 
     # the paper's random initialisation has no such structure
     random = MaskedLanguageModel(_config(routing_init="random"))
-    enc_random = _attention_probs(random.encoder.cross_attention, random.encoder.latents,
-                                  random.input_adapter(ids)[0])
+    enc_random = _attention_probs(random.encoder.cross_attention, random.encoder.latents, random.input_adapter(ids)[0])
     assert enc_random.max() < 0.2 < enc.max()
 
 
@@ -105,8 +118,10 @@ def test_local_init_validates_widths():
     with pytest.raises(ValueError, match="encoder.qk_channels"):
         _config(encoder=EncoderConfig(num_latents=8, num_latent_channels=48, qk_channels=16, v_channels=48))
     with pytest.raises(ValueError, match="num_latent_channels"):
-        _config(encoder=EncoderConfig(num_latents=8, num_latent_channels=16, qk_channels=32, v_channels=16),
-                decoder=DecoderConfig(num_query_channels=32, num_heads=4, qk_channels=32, v_channels=32))
+        _config(
+            encoder=EncoderConfig(num_latents=8, num_latent_channels=16, qk_channels=32, v_channels=16),
+            decoder=DecoderConfig(num_query_channels=32, num_heads=4, qk_channels=32, v_channels=32),
+        )
     with pytest.raises(ValueError, match="routing_init"):
         _config(routing_init="locality")
 

@@ -5,16 +5,33 @@ import json
 import pytest
 import torch
 
-from perceiverio import (ImageClassifier, ImageClassifierConfig, MaskedLanguageModel, MaskedLanguageModelConfig,
-                         MultimodalAutoencoder, MultimodalAutoencoderConfig, MultitaskClassifier,
-                         MultitaskClassifierConfig, OpticalFlow, OpticalFlowConfig, SequenceClassifier,
-                         SequenceClassifierConfig, SetModel, SetModelConfig)
+from perceiverio import (
+    ImageClassifier,
+    ImageClassifierConfig,
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    MultimodalAutoencoder,
+    MultimodalAutoencoderConfig,
+    MultitaskClassifier,
+    MultitaskClassifierConfig,
+    OpticalFlow,
+    OpticalFlowConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+    SetModel,
+    SetModelConfig,
+)
 from perceiverio.weights import config_from_dict, config_to_dict
 
-MODELS = [(MaskedLanguageModel, MaskedLanguageModelConfig), (SequenceClassifier, SequenceClassifierConfig),
-          (MultitaskClassifier, MultitaskClassifierConfig), (ImageClassifier, ImageClassifierConfig),
-          (OpticalFlow, OpticalFlowConfig), (MultimodalAutoencoder, MultimodalAutoencoderConfig),
-          (SetModel, SetModelConfig)]
+MODELS = [
+    (MaskedLanguageModel, MaskedLanguageModelConfig),
+    (SequenceClassifier, SequenceClassifierConfig),
+    (MultitaskClassifier, MultitaskClassifierConfig),
+    (ImageClassifier, ImageClassifierConfig),
+    (OpticalFlow, OpticalFlowConfig),
+    (MultimodalAutoencoder, MultimodalAutoencoderConfig),
+    (SetModel, SetModelConfig),
+]
 
 
 @pytest.mark.parametrize("cls, cfg_cls", MODELS, ids=[m[0].__name__ for m in MODELS])

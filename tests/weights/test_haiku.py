@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN, assert_close_rel
 
 from perceiverio import (
     DecoderConfig,
@@ -20,10 +21,7 @@ from perceiverio import (
     SequenceClassifier,
     SequenceClassifierConfig,
 )
-from perceiverio.weights import read_haiku, to_haiku
-from perceiverio.weights import load_pickle
-
-from conftest import GOLDEN, assert_close_rel
+from perceiverio.weights import load_pickle, read_haiku, to_haiku
 
 
 # ------------------------------------------------------------------------------------------------- safe pickle
@@ -72,8 +70,10 @@ def test_pickle_refuses_foreign_classes(tmp_path):
 def test_pickle_reads_numpy_containers(tmp_path, protocol):
     from collections import OrderedDict
 
-    tree = OrderedDict(m={"w": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float32(2.5),
-                          "i": np.arange(3, dtype=np.int32)}, lst=[1, (2.0, "x")])
+    tree = OrderedDict(
+        m={"w": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float32(2.5), "i": np.arange(3, dtype=np.int32)},
+        lst=[1, (2.0, "x")],
+    )
     path = tmp_path / "ok.pickle"
     with open(path, "wb") as f:
         pickle.dump(tree, f, protocol=protocol)
@@ -89,7 +89,7 @@ def mlm_params(golden):
     nested: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         if key.startswith("params/"):
-            module, name = key[len("params/"):].rsplit("/", 1)
+            module, name = key[len("params/") :].rsplit("/", 1)
             nested.setdefault(module, {})[name] = value
     return nested, arrays
 
@@ -110,8 +110,12 @@ def test_source_formats_agree(mlm_params):
     flat = {f"{m}/{p}": v for m, ps in nested.items() for p, v in ps.items()}
     reference, state = read_haiku(GOLDEN / "b_language_mlm.npz")
     assert state == {} and set(reference) == set(flat)
-    for source in (nested, flat, {"params": nested, "state": {}},
-                   {k: {p: torch.from_numpy(v) for p, v in ps.items()} for k, ps in nested.items()}):
+    for source in (
+        nested,
+        flat,
+        {"params": nested, "state": {}},
+        {k: {p: torch.from_numpy(v) for p, v in ps.items()} for k, ps in nested.items()},
+    ):
         params, _ = read_haiku(source)
         assert set(params) == set(reference)
         for k, v in params.items():
@@ -134,11 +138,20 @@ def test_missing_and_unexpected_keys_are_named(mlm_params):
 def test_shape_mismatch_with_given_config(mlm_params):
     nested, _ = mlm_params
     config = MaskedLanguageModelConfig(
-        vocab_size=262, max_seq_len=64, num_input_channels=32,
-        encoder=EncoderConfig(num_latents=8, num_latent_channels=48, num_cross_attention_heads=8,
-                              num_self_attention_heads=8, num_self_attends_per_block=3, qk_channels=48,
-                              v_channels=48),
-        decoder=DecoderConfig(num_query_channels=32, num_heads=8, qk_channels=32, v_channels=32))
+        vocab_size=262,
+        max_seq_len=64,
+        num_input_channels=32,
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=48,
+            num_cross_attention_heads=8,
+            num_self_attention_heads=8,
+            num_self_attends_per_block=3,
+            qk_channels=48,
+            v_channels=48,
+        ),
+        decoder=DecoderConfig(num_query_channels=32, num_heads=8, qk_channels=32, v_channels=32),
+    )
     with pytest.raises(ValueError, match=r"perceiver_encoder/~/cross_attention/attention/linear/w has shape"):
         MaskedLanguageModel.from_haiku(nested, config)
 
@@ -177,11 +190,22 @@ def _ids(vocab: int, b: int = 2, length: int = 40):
 
 
 def test_sequence_classifier_official_naming():
-    encoder = EncoderConfig(num_latents=8, num_latent_channels=32, num_cross_attention_heads=8,
-                            num_self_attention_heads=8, num_self_attends_per_block=2, qk_channels=16, v_channels=32)
-    config = SequenceClassifierConfig(max_seq_len=48, num_input_channels=24, num_classes=3, encoder=encoder,
-                                      decoder=DecoderConfig(num_query_channels=32, num_heads=1,
-                                                            use_query_residual=True))
+    encoder = EncoderConfig(
+        num_latents=8,
+        num_latent_channels=32,
+        num_cross_attention_heads=8,
+        num_self_attention_heads=8,
+        num_self_attends_per_block=2,
+        qk_channels=16,
+        v_channels=32,
+    )
+    config = SequenceClassifierConfig(
+        max_seq_len=48,
+        num_input_channels=24,
+        num_classes=3,
+        encoder=encoder,
+        decoder=DecoderConfig(num_query_channels=32, num_heads=1, use_query_residual=True),
+    )
     model = _perturb(SequenceClassifier(config))
     params = to_haiku(model)
     assert "classification_decoder/~/basic_decoder/output" in params
@@ -209,10 +233,12 @@ def test_mlm_roundtrip_with_explicit_config():
 
 
 def test_perceiver_io_roundtrip_and_encoder_prefix():
-    config = PerceiverIOConfig(num_input_channels=6, num_output_queries=3,
-                               encoder=EncoderConfig(num_latents=4, num_latent_channels=16,
-                                                     num_self_attends_per_block=1),
-                               decoder=DecoderConfig(num_query_channels=8, num_output_channels=2))
+    config = PerceiverIOConfig(
+        num_input_channels=6,
+        num_output_queries=3,
+        encoder=EncoderConfig(num_latents=4, num_latent_channels=16, num_self_attends_per_block=1),
+        decoder=DecoderConfig(num_query_channels=8, num_output_channels=2),
+    )
     model = _perturb(PerceiverIO.from_config(config))
     params = to_haiku(model)
     renamed = {k.replace("perceiver_encoder", "encoder", 1): v for k, v in params.items()}  # the other official name

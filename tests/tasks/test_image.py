@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import GOLDEN, assert_close_rel
 
 from perceiverio.adapters.image import ImageAdapterConfig
-from perceiverio.weights import read_haiku, to_haiku
 from perceiverio.tasks.image import ImageClassifier, ImageClassifierConfig
-
-from conftest import GOLDEN, assert_close_rel
+from perceiverio.weights import read_haiku, to_haiku
 
 # ------------------------------------------------------------------------------------------------ golden (Haiku)
 CASES = ("c1_image_pixels_fourier", "c2_image_conv1x1_learned_pos", "c3_image_conv_maxpool_fourier")
@@ -23,8 +22,12 @@ CASES = ("c1_image_pixels_fourier", "c2_image_conv1x1_learned_pos", "c3_image_co
 def _official_config(meta) -> ImageClassifierConfig:
     m = meta["modules"]
     return ImageClassifierConfig.from_official(
-        m["input_preprocessor"]["kwargs"], m["encoder"]["kwargs"], m["decoder"]["kwargs"],
-        num_classes=m["decoder"]["kwargs"]["num_classes"], image_shape=tuple(meta["input_shapes"]["input/images"][1:3]))
+        m["input_preprocessor"]["kwargs"],
+        m["encoder"]["kwargs"],
+        m["decoder"]["kwargs"],
+        num_classes=m["decoder"]["kwargs"]["num_classes"],
+        image_shape=tuple(meta["input_shapes"]["input/images"][1:3]),
+    )
 
 
 @pytest.fixture(params=CASES)
@@ -49,14 +52,17 @@ def test_golden_intermediates(golden_case):
     with torch.no_grad():
         tokens, feats = model.input_adapter(images, return_features=True)
         # Fourier features at high frequencies move by ~1e-5 with 1-ulp position differences (README note 7)
-        np.testing.assert_allclose(tokens.numpy(), arrays["intermediate/image_preprocessor/__call__/0/0"],
-                                   rtol=0, atol=1e-4)
+        np.testing.assert_allclose(
+            tokens.numpy(), arrays["intermediate/image_preprocessor/__call__/0/0"], rtol=0, atol=1e-4
+        )
         assert_close_rel(feats, arrays["intermediate/image_preprocessor/__call__/0/2"])
         stem = "intermediate/image_preprocessor/~/conv2_d_downsample/__call__/0"
         if stem in arrays:  # conv 7×7/2 SAME -> BatchNorm (EMA statistics) -> ReLU -> max-pool SAME, NHWC
             assert_close_rel(model.input_adapter.conv(images).permute(0, 2, 3, 1), arrays[stem])
         assert_close_rel(model.encode(images), arrays["intermediate/perceiver_encoder/__call__/0"])
-        assert_close_rel(model.output_queries(torch.zeros(2, 1, 1)), arrays["intermediate/classification_decoder/decoder_query/0"])
+        assert_close_rel(
+            model.output_queries(torch.zeros(2, 1, 1)), arrays["intermediate/classification_decoder/decoder_query/0"]
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -67,7 +73,11 @@ def test_golden_inferred_sizes(case, golden):
     inferred = ImageClassifier.from_haiku(GOLDEN / f"{case}.npz").config
     a, b = inferred.adapter, official.adapter
     assert (a.prep_type, a.num_channels, a.position_encoding, a.project_pos_dim) == (
-        b.prep_type, b.num_channels, b.position_encoding, b.project_pos_dim)
+        b.prep_type,
+        b.num_channels,
+        b.position_encoding,
+        b.project_pos_dim,
+    )
     if a.position_encoding == "trainable":
         assert (a.num_pos_channels, a.image_shape) == (b.num_pos_channels, b.image_shape)
     else:
@@ -88,9 +98,11 @@ def test_golden_c3_batchnorm_state(golden):
     assert int(bn.num_batches_tracked) == int(arrays[f"{ema}/mean_ema/counter"])
 
     state = to_haiku(model)["state"]  # the EMA averages and counter (all that inference needs), not `hidden`
-    bn_ema = ema[len("state/"):]
-    assert {m: sorted(p) for m, p in state.items()} == {f"{bn_ema}/mean_ema": ["average", "counter"],
-                                                        f"{bn_ema}/var_ema": ["average"]}
+    bn_ema = ema[len("state/") :]
+    assert {m: sorted(p) for m, p in state.items()} == {
+        f"{bn_ema}/mean_ema": ["average", "counter"],
+        f"{bn_ema}/var_ema": ["average"],
+    }
 
 
 def test_golden_to_haiku_roundtrip(golden_case):
@@ -129,8 +141,16 @@ HF_HEADS = {
     "learned": ("PerceiverForImageClassificationLearned", 16),
     "conv": ("PerceiverForImageClassificationConvProcessing", 32),
 }
-HF_TINY = dict(num_latents=8, d_latents=32, num_blocks=2, num_self_attends_per_block=2, num_self_attention_heads=4,
-               num_cross_attention_heads=1, image_size=16, num_labels=5)
+HF_TINY = dict(
+    num_latents=8,
+    d_latents=32,
+    num_blocks=2,
+    num_self_attends_per_block=2,
+    num_self_attention_heads=4,
+    num_cross_attention_heads=1,
+    image_size=16,
+    num_labels=5,
+)
 TOL = 1e-5
 
 
@@ -204,8 +224,9 @@ def test_transformers_deviations_are_reproduced():
     assert (a.unpadded_pool, a.symmetric_conv_padding, a.max_resolution, a.num_bands) == (True, True, (56, 56), 64)
     x = torch.randn(2, 3, 32, 32)
     assert ours.input_adapter(x).shape == (2, 7 * 7, 64 + 258)
-    official = ImageClassifier.from_transformers(hf, adapter=dataclasses.replace(a, unpadded_pool=False,
-                                                                                 symmetric_conv_padding=False))
+    official = ImageClassifier.from_transformers(
+        hf, adapter=dataclasses.replace(a, unpadded_pool=False, symmetric_conv_padding=False)
+    )
     assert official.input_adapter(x).shape == (2, 8 * 8, 64 + 258)
     assert _compare(hf, official, x) > 1e-3
     learned = ImageClassifier.from_transformers(_hf("learned"))
@@ -235,15 +256,25 @@ def test_wrong_checkpoints_are_clear_errors():
 
 
 # ------------------------------------------------------------------------------------------- parameter counts
-@pytest.mark.parametrize("preset, hf_head, expected", [
-    ("imagenet_fourier", "fourier", 48_440_627),
-    ("imagenet_learned", "learned", 62_255_848),
-    ("imagenet_conv", "conv", 48_646_522),
-])
+@pytest.mark.parametrize(
+    "preset, hf_head, expected",
+    [
+        ("imagenet_fourier", "fourier", 48_440_627),
+        ("imagenet_learned", "learned", 62_255_848),
+        ("imagenet_conv", "conv", 48_646_522),
+    ],
+)
 def test_preset_parameter_counts_equal_transformers(preset, hf_head, expected):
-    hf_config = transformers.PerceiverConfig(d_latents=1024, num_latents=512, num_blocks=8,
-                                             num_self_attends_per_block=6, num_self_attention_heads=8,
-                                             num_cross_attention_heads=1, image_size=224, num_labels=1000)
+    hf_config = transformers.PerceiverConfig(
+        d_latents=1024,
+        num_latents=512,
+        num_blocks=8,
+        num_self_attends_per_block=6,
+        num_self_attention_heads=8,
+        num_cross_attention_heads=1,
+        image_size=224,
+        num_labels=1000,
+    )
     with torch.device("meta"):
         ours = ImageClassifier(getattr(ImageClassifierConfig, preset)())
         hf = getattr(transformers, HF_HEADS[hf_head][0])(hf_config)
@@ -252,15 +283,23 @@ def test_preset_parameter_counts_equal_transformers(preset, hf_head, expected):
 
 def test_preset_input_widths():
     with torch.device("meta"):
-        widths = {p: ImageClassifier(getattr(ImageClassifierConfig, p)()).input_adapter.num_input_channels
-                  for p in ("imagenet_fourier", "imagenet_learned", "imagenet_conv")}
+        widths = {
+            p: ImageClassifier(getattr(ImageClassifierConfig, p)()).input_adapter.num_input_channels
+            for p in ("imagenet_fourier", "imagenet_learned", "imagenet_conv")
+        }
     assert widths == {"imagenet_fourier": 261, "imagenet_learned": 512, "imagenet_conv": 322}
 
 
 # ---------------------------------------------------------------------------------------- sizes and training
 def _learned_tiny() -> ImageClassifier:
-    adapter = ImageAdapterConfig(image_shape=(16, 16), prep_type="conv1x1", num_channels=8,
-                                 position_encoding="trainable", num_pos_channels=8, project_pos_dim=4)
+    adapter = ImageAdapterConfig(
+        image_shape=(16, 16),
+        prep_type="conv1x1",
+        num_channels=8,
+        position_encoding="trainable",
+        num_pos_channels=8,
+        project_pos_dim=4,
+    )
     return ImageClassifier(ImageClassifierConfig.tiny(adapter=adapter)).eval()
 
 
@@ -271,8 +310,13 @@ def test_fourier_model_accepts_other_sizes():
             x = torch.randn(2, 3, h, w)
             assert model.input_adapter(x).shape == (2, h * w, 21)
             assert model(x).logits.shape == (2, 10)
-    conv = ImageClassifier(ImageClassifierConfig.tiny(adapter=ImageAdapterConfig(
-        image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8, num_bands=4))).eval()
+    conv = ImageClassifier(
+        ImageClassifierConfig.tiny(
+            adapter=ImageAdapterConfig(
+                image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8, num_bands=4
+            )
+        )
+    ).eval()
     with torch.no_grad():
         assert conv.input_adapter(torch.randn(1, 3, 33, 50)).shape == (1, 9 * 13, 8 + 18)  # SAME: ceil(ceil(n/2)/2)
 
@@ -306,8 +350,13 @@ def test_loss_and_backward():
 
 
 def test_conv_stem_batchnorm_trains():
-    model = ImageClassifier(ImageClassifierConfig.tiny(adapter=ImageAdapterConfig(
-        image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8, num_bands=4)))
+    model = ImageClassifier(
+        ImageClassifierConfig.tiny(
+            adapter=ImageAdapterConfig(
+                image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8, num_bands=4
+            )
+        )
+    )
     bn = model.input_adapter.conv.batchnorm
     before = bn.running_mean.clone()
     model.train()(torch.randn(2, 3, 32, 32), torch.tensor([0, 1])).loss.backward()
@@ -315,14 +364,17 @@ def test_conv_stem_batchnorm_trains():
 
 
 # ---------------------------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("images, match", [
-    (torch.randn(3, 32, 32), "shape"),  # rank 3 (no batch)
-    (torch.randn(2, 32, 32, 3), "channels first"),  # channels last
-    (torch.randint(0, 255, (2, 3, 32, 32)), "floating-point"),
-    (torch.randn(0, 3, 32, 32), "empty batch"),
-    (torch.randn(2, 3, 0, 32), "too small"),
-    ([[0.0]], "tensor"),
-])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (torch.randn(3, 32, 32), "shape"),  # rank 3 (no batch)
+        (torch.randn(2, 32, 32, 3), "channels first"),  # channels last
+        (torch.randint(0, 255, (2, 3, 32, 32)), "floating-point"),
+        (torch.randn(0, 3, 32, 32), "empty batch"),
+        (torch.randn(2, 3, 0, 32), "too small"),
+        ([[0.0]], "tensor"),
+    ],
+)
 def test_bad_images_raise(images, match):
     model = ImageClassifier(ImageClassifierConfig.tiny())
     with pytest.raises(ValueError, match=match):
@@ -330,19 +382,23 @@ def test_bad_images_raise(images, match):
 
 
 def test_too_small_for_unpadded_pool():
-    adapter = ImageAdapterConfig(image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8,
-                                 num_bands=4, unpadded_pool=True)
+    adapter = ImageAdapterConfig(
+        image_shape=(32, 32), prep_type="conv", spatial_downsample=4, num_channels=8, num_bands=4, unpadded_pool=True
+    )
     model = ImageClassifier(ImageClassifierConfig.tiny(adapter=adapter))
     with pytest.raises(ValueError, match="too small"):
         model(torch.randn(1, 3, 4, 4))
 
 
-@pytest.mark.parametrize("labels, match", [
-    (torch.tensor([0, 10]), r"lie in \[0, 10\)"),
-    (torch.tensor([0, 1, 2]), "shape"),
-    (torch.tensor([True, False]), "integer class ids"),
-    (torch.rand(2, 3), "soft labels"),
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (torch.tensor([0, 10]), r"lie in \[0, 10\)"),
+        (torch.tensor([0, 1, 2]), "shape"),
+        (torch.tensor([True, False]), "integer class ids"),
+        (torch.rand(2, 3), "soft labels"),
+    ],
+)
 def test_bad_labels_raise(labels, match):
     model = ImageClassifier(ImageClassifierConfig.tiny())
     with pytest.raises(ValueError, match=match):
@@ -353,8 +409,9 @@ def test_config_validation():
     with pytest.raises(ValueError, match="for images"):
         ImageClassifierConfig.tiny(adapter=ImageAdapterConfig(image_shape=(2, 32, 32), prep_type="patches"))
     with pytest.raises(ValueError, match="num_output_channels"):
-        ImageClassifierConfig.tiny(decoder=dataclasses.replace(ImageClassifierConfig.tiny().decoder,
-                                                               num_output_channels=3))
+        ImageClassifierConfig.tiny(
+            decoder=dataclasses.replace(ImageClassifierConfig.tiny().decoder, num_output_channels=3)
+        )
     with pytest.raises(ValueError, match="label_smoothing"):
         ImageClassifierConfig.tiny(label_smoothing=1.0)
     with pytest.raises(ValueError, match="num_classes"):

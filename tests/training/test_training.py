@@ -17,22 +17,41 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from perceiverio.core.config import DecoderConfig, EncoderConfig
-from perceiverio.tasks import (ImageClassifier, MaskedLanguageModel, MaskedLanguageModelConfig, MultimodalAutoencoder,
-                               MultitaskClassifierConfig, OpticalFlow, SequenceClassifierConfig)
-from perceiverio.training import (ExportCallback, ImageClassificationTask, MaskedLanguageModelTask,
-                                  MultimodalAutoencodingTask, MultitaskClassificationTask, OpticalFlowTask,
-                                  OptimizerConfig, SequenceClassificationTask)
+from perceiverio.tasks import (
+    ImageClassifier,
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    MultimodalAutoencoder,
+    MultitaskClassifierConfig,
+    OpticalFlow,
+    SequenceClassifierConfig,
+)
+from perceiverio.training import (
+    ExportCallback,
+    ImageClassificationTask,
+    MaskedLanguageModelTask,
+    MultimodalAutoencodingTask,
+    MultitaskClassificationTask,
+    OpticalFlowTask,
+    OptimizerConfig,
+    SequenceClassificationTask,
+)
 from perceiverio.training.augment import ImageAugmentation
 from perceiverio.training.metrics import end_point_error, psnr
 from perceiverio.training.optim import Lamb, lr_factor
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # tests/training: the DDP worker script sits beside this file
 FAST = OptimizerConfig(lr=3e-3, schedule="constant")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 # text models smaller than the .tiny() presets, to keep this file fast on 2 cores
-_ENCODER = EncoderConfig(num_latents=16, num_latent_channels=64, num_cross_attention_heads=2,
-                         num_self_attention_heads=2, num_self_attends_per_block=2)
+_ENCODER = EncoderConfig(
+    num_latents=16,
+    num_latent_channels=64,
+    num_cross_attention_heads=2,
+    num_self_attention_heads=2,
+    num_self_attends_per_block=2,
+)
 _QUERY = DecoderConfig(num_query_channels=64, num_heads=1, use_query_residual=True)
 MLM = MaskedLanguageModelConfig.tiny(max_seq_len=64, encoder=_ENCODER)
 SEQ = SequenceClassifierConfig.tiny(max_seq_len=64, encoder=_ENCODER, decoder=_QUERY)
@@ -50,8 +69,16 @@ def _one_thread():
 
 
 def trainer(**kwargs) -> L.Trainer:
-    options = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     return L.Trainer(**{**options, **kwargs})
 
 
@@ -86,14 +113,26 @@ def mlm_examples(n: int, length: int = 24, seed: int = 0, pad: int = 0) -> list[
 
 def cls_examples(n: int, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return [{"input_ids": torch.randint(6, 262, (16,), generator=g), "attention_mask": torch.ones(16, dtype=torch.long),
-             "labels": torch.tensor(i % 2)} for i in range(n)]
+    return [
+        {
+            "input_ids": torch.randint(6, 262, (16,), generator=g),
+            "attention_mask": torch.ones(16, dtype=torch.long),
+            "labels": torch.tensor(i % 2),
+        }
+        for i in range(n)
+    ]
 
 
 def multitask_examples(n: int, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return [{"input_ids": torch.randint(6, 262, (16,), generator=g), "attention_mask": torch.ones(16, dtype=torch.long),
-             "labels": {"a": torch.tensor(i % 2), "b": torch.tensor(i % 3 if i % 4 else -100)}} for i in range(n)]
+    return [
+        {
+            "input_ids": torch.randint(6, 262, (16,), generator=g),
+            "attention_mask": torch.ones(16, dtype=torch.long),
+            "labels": {"a": torch.tensor(i % 2), "b": torch.tensor(i % 3 if i % 4 else -100)},
+        }
+        for i in range(n)
+    ]
 
 
 def image_examples(n: int, seed: int = 0) -> list[dict]:
@@ -108,15 +147,26 @@ def flow_examples(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         u, v = (torch.rand(2, generator=g) * 4 - 2).tolist()
         ramp = torch.linspace(-0.5, 0.5, 32).expand(24, 32)
-        out.append({"frames": torch.rand(2, 3, 24, 32, generator=g) * 2 - 1,
-                    "flow": torch.stack([u + ramp, v - ramp]), "valid": torch.rand(24, 32, generator=g) > 0.2})
+        out.append(
+            {
+                "frames": torch.rand(2, 3, 24, 32, generator=g) * 2 - 1,
+                "flow": torch.stack([u + ramp, v - ramp]),
+                "valid": torch.rand(24, 32, generator=g) > 0.2,
+            }
+        )
     return out
 
 
 def multimodal_examples(n: int, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(4, 3, 16, 16, generator=g), "audio": torch.randn(128, 1, generator=g),
-             "label": F.one_hot(torch.tensor(i % 5), 5).float()} for i in range(n)]
+    return [
+        {
+            "image": torch.rand(4, 3, 16, 16, generator=g),
+            "audio": torch.randn(128, 1, generator=g),
+            "label": F.one_hot(torch.tensor(i % 5), 5).float(),
+        }
+        for i in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------------- loss on a fixed batch
@@ -144,8 +194,10 @@ CASES = {
     "multitask": (lambda: MultitaskClassificationTask(MULTI, optimizer=FAST), lambda: multitask_examples(8)),
     "image": (lambda: ImageClassificationTask(optimizer=FAST, label_smoothing=0.1), lambda: image_examples(8)),
     "flow": (lambda: OpticalFlowTask(optimizer=FAST), lambda: flow_examples(2)),
-    "multimodal": (lambda: MultimodalAutoencodingTask(optimizer=FAST, train_points={"image": 128, "audio": 8}),
-                   lambda: multimodal_examples(4)),
+    "multimodal": (
+        lambda: MultimodalAutoencodingTask(optimizer=FAST, train_points={"image": 128, "audio": 8}),
+        lambda: multimodal_examples(4),
+    ),
 }
 
 
@@ -233,7 +285,7 @@ def test_psnr_uses_the_target_range():
     target[1] = 0.5  # constant: undefined
     value, defined = psnr(target + 0.1, target)
     assert defined.tolist() == [True, False]
-    assert float(value[0]) == pytest.approx(10 * math.log10(2.0 ** 2 / 0.01), rel=1e-5)
+    assert float(value[0]) == pytest.approx(10 * math.log10(2.0**2 / 0.01), rel=1e-5)
 
 
 def test_multimodal_validation_metrics():
@@ -250,7 +302,7 @@ def test_multimodal_validation_metrics():
                 p = recon[name].reshape(len(recon[name]), -1).double().numpy()
                 t = b[name].reshape(len(b[name]), -1).double().numpy()
                 r = t.max(1) - t.min(1)
-                expected[name] += list(10 * np.log10(r ** 2 / ((p - t) ** 2).mean(1)))
+                expected[name] += list(10 * np.log10(r**2 / ((p - t) ** 2).mean(1)))
             expected["label"] += (recon["label"].argmax(-1) == b["label"].argmax(-1)).tolist()
     assert got["val/psnr_image"] == pytest.approx(np.mean(expected["image"]), rel=1e-4)
     assert got["val/psnr_audio"] == pytest.approx(np.mean(expected["audio"]), rel=1e-4)
@@ -319,8 +371,14 @@ def test_lr_follows_the_schedule_and_decay_skips_biases():
 def test_tasks_build_from_yaml():
     from jsonargparse import ArgumentParser
 
-    classes = [MaskedLanguageModelTask, SequenceClassificationTask, MultitaskClassificationTask,
-               ImageClassificationTask, OpticalFlowTask, MultimodalAutoencodingTask]
+    classes = [
+        MaskedLanguageModelTask,
+        SequenceClassificationTask,
+        MultitaskClassificationTask,
+        ImageClassificationTask,
+        OpticalFlowTask,
+        MultimodalAutoencodingTask,
+    ]
     for cls in classes:
         parser = ArgumentParser(exit_on_error=False)
         parser.add_class_arguments(cls, "task")
@@ -372,8 +430,13 @@ def test_step_in_backward_trains_like_the_plain_step():
     assert all(torch.equal(before[k], v) for k, v in final_weights(module).items())
 
 
-@pytest.mark.parametrize("kwargs, expected", [({"accumulate_grad_batches": 2}, "accumulate_grad_batches=2"),
-                                              ({"gradient_clip_val": 1.0}, "gradient_clip_val=1.0")])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"accumulate_grad_batches": 2}, "accumulate_grad_batches=2"),
+        ({"gradient_clip_val": 1.0}, "gradient_clip_val=1.0"),
+    ],
+)
 def test_step_in_backward_refuses_what_needs_every_gradient(kwargs, expected):
     module = MaskedLanguageModelTask(MLM, optimizer=OptimizerConfig(step_in_backward=True))
     with pytest.raises(ValueError, match=expected):
@@ -424,8 +487,10 @@ class StopAt(L.Callback):
 
 class OptimizerStateAtStart(L.Callback):
     def on_train_start(self, trainer, pl_module):
-        self.state = {k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
-                      for k, s in trainer.optimizers[0].state_dict()["state"].items()}
+        self.state = {
+            k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in s.items()}
+            for k, s in trainer.optimizers[0].state_dict()["state"].items()
+        }
         self.step = trainer.global_step
 
 
@@ -437,16 +502,21 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path):
     def run(seed, callbacks, ckpt_path=None):
         L.seed_everything(seed, verbose=False)
         module = MaskedLanguageModelTask(MLM, optimizer=config)
-        t = trainer(max_steps=total, callbacks=callbacks, enable_checkpointing=any(
-            isinstance(c, ModelCheckpoint) for c in callbacks))
+        t = trainer(
+            max_steps=total,
+            callbacks=callbacks,
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        )
         t.fit(module, loader(data, 2), ckpt_path=ckpt_path)
         return module, t
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=n)
     first, t1 = run(0, [checkpoint, StopAt(n)])
     assert t1.global_step == n and (tmp_path / "last.ckpt").is_file()
-    saved = {k: {"exp_avg": s["exp_avg"].clone(), "exp_avg_sq": s["exp_avg_sq"].clone(), "step": s["step"]}
-             for k, s in t1.optimizers[0].state_dict()["state"].items()}
+    saved = {
+        k: {"exp_avg": s["exp_avg"].clone(), "exp_avg_sq": s["exp_avg_sq"].clone(), "step": s["step"]}
+        for k, s in t1.optimizers[0].state_dict()["state"].items()
+    }
 
     probe = OptimizerStateAtStart()
     resumed, t2 = run(1, [probe], ckpt_path=tmp_path / "last.ckpt")  # another seed: everything comes from the file
@@ -485,14 +555,20 @@ def test_export_callback_reloads_without_lightning(tmp_path):
     L.seed_everything(0, verbose=False)
     module = OpticalFlowTask(optimizer=FAST)
     trainer(max_steps=1, callbacks=[ExportCallback()], default_root_dir=tmp_path / "flow").fit(
-        module, loader(flow_examples(1)))
+        module, loader(flow_examples(1))
+    )
     assert isinstance(OpticalFlow.from_pretrained(tmp_path / "flow" / "model"), OpticalFlow)
 
 
 def test_ddp_two_processes_agree(tmp_path):
     """Two CPU processes (gloo) train on different shards and end with identical weights."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
@@ -502,7 +578,7 @@ def test_ddp_two_processes_agree(tmp_path):
     assert ranks[0]["val"] == ranks[1]["val"] and "val/bits_per_byte" in ranks[0]["val"]
     for r in ranks:  # metrics are sums over both processes' shards, not a mean of per-process values
         assert r["final_bits_per_byte"] == pytest.approx(r["expected_bits_per_byte"], rel=1e-5)
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(HERE))
     from ddp_worker import weights_digest  # the export written by global rank 0 holds the same weights
 
     assert weights_digest(MaskedLanguageModel.from_pretrained(tmp_path / "model")) == ranks[0]["sha256"]

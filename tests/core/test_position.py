@@ -8,12 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from perceiverio.core import FourierPositionEncoding, TrainablePositionEncoding
-from perceiverio.core.position import (
-    fourier_features,
-    linear_positions,
-    num_fourier_channels,
-    positions_from_indices,
-)
+from perceiverio.core.position import fourier_features, linear_positions, num_fourier_channels, positions_from_indices
 
 
 def _fourier_reference(pos: np.ndarray, num_bands: int, max_resolution, concat_pos=True, sine_only=False):
@@ -72,9 +67,18 @@ def test_fourier_channel_order_explicit():
     out = fourier_features(pos, 2, (4, 8))[0]
     x, y = 0.25, -0.5
     pi = np.pi
-    expected = [x, y,
-                np.sin(pi * 1 * x), np.sin(pi * 2 * x), np.sin(pi * 1 * y), np.sin(pi * 4 * y),
-                np.cos(pi * 1 * x), np.cos(pi * 2 * x), np.cos(pi * 1 * y), np.cos(pi * 4 * y)]
+    expected = [
+        x,
+        y,
+        np.sin(pi * 1 * x),
+        np.sin(pi * 2 * x),
+        np.sin(pi * 1 * y),
+        np.sin(pi * 4 * y),
+        np.cos(pi * 1 * x),
+        np.cos(pi * 2 * x),
+        np.cos(pi * 1 * y),
+        np.cos(pi * 4 * y),
+    ]
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
 
 
@@ -113,8 +117,11 @@ def test_fourier_position_encoding_module():
     np.testing.assert_allclose(other[0].numpy(), _fourier_reference(_grid_reference((3, 4)), 4, (5, 6)), atol=1e-5)
     # explicit positions
     pos = torch.rand(2, 7, 2) * 2 - 1
-    np.testing.assert_allclose(enc(2, positions=pos).numpy(),
-                               np.stack([_fourier_reference(p.double().numpy(), 4, (5, 6)) for p in pos]), atol=1e-5)
+    np.testing.assert_allclose(
+        enc(2, positions=pos).numpy(),
+        np.stack([_fourier_reference(p.double().numpy(), 4, (5, 6)) for p in pos]),
+        atol=1e-5,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- grids
@@ -163,8 +170,11 @@ def test_positions_from_indices_batched_and_1d():
     np.testing.assert_allclose(pos[..., 0].numpy(), -1 + 2 * idx.numpy() / 10, atol=1e-7)
 
 
-@pytest.mark.parametrize("bad", [torch.tensor([-1, 0]), torch.tensor([12]), torch.tensor([0.0, 1.0]),
-                                 torch.tensor([True, False])], ids=["negative", "too_big", "float", "bool"])
+@pytest.mark.parametrize(
+    "bad",
+    [torch.tensor([-1, 0]), torch.tensor([12]), torch.tensor([0.0, 1.0]), torch.tensor([True, False])],
+    ids=["negative", "too_big", "float", "bool"],
+)
 def test_positions_from_indices_rejects_bad_indices(bad):
     with pytest.raises(ValueError):
         positions_from_indices(bad, (3, 4))

@@ -8,24 +8,24 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close_rel
 
 from perceiverio.adapters.audio import AudioAdapterConfig, AudioInputAdapter
 from perceiverio.adapters.image import ImageAdapterConfig
 from perceiverio.adapters.label import LabelAdapterConfig
 from perceiverio.adapters.multimodal import MultimodalInputAdapter
 from perceiverio.core.config import EncoderConfig
+from perceiverio.tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig, with_modality_names
 from perceiverio.weights import to_haiku
-from perceiverio.tasks.multimodal import (MultimodalAutoencoder, MultimodalAutoencoderConfig,
-                                          with_modality_names)
-
-from conftest import assert_close_rel
 
 
 def _inputs(batch: int = 2, frames: int = 4, samples: int = 128, classes: int = 5, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(batch, frames, 3, 16, 16, generator=g),
-            "audio": torch.randn(batch, samples, 1, generator=g),
-            "label": torch.eye(classes)[torch.arange(batch) % classes]}
+    return {
+        "image": torch.rand(batch, frames, 3, 16, 16, generator=g),
+        "audio": torch.randn(batch, samples, 1, generator=g),
+        "label": torch.eye(classes)[torch.arange(batch) % classes],
+    }
 
 
 def _perturbed(model: torch.nn.Module, std: float = 0.1, seed: int = 0) -> torch.nn.Module:
@@ -48,11 +48,16 @@ def test_golden_multimodal_autoencoding(golden):
     assert meta["modules"]["input_preprocessor"]["kwargs"]["min_padding_size"] == 4
     params = {"params": {k[7:]: v for k, v in arrays.items() if k.startswith("params/")}}
     model = MultimodalAutoencoder.from_haiku(params, MultimodalAutoencoderConfig.tiny())
-    inputs = {"image": torch.from_numpy(arrays["input/images"]).permute(0, 1, 4, 2, 3),  # BTHWC -> BTCHW
-              "audio": torch.from_numpy(arrays["input/audio"]),
-              "label": torch.from_numpy(arrays["input/label"])}
-    points = {"image": torch.from_numpy(arrays["input/subsampled_output_points/image"]),
-              "audio": torch.from_numpy(arrays["input/subsampled_output_points/audio"]), "label": None}
+    inputs = {
+        "image": torch.from_numpy(arrays["input/images"]).permute(0, 1, 4, 2, 3),  # BTHWC -> BTCHW
+        "audio": torch.from_numpy(arrays["input/audio"]),
+        "label": torch.from_numpy(arrays["input/label"]),
+    }
+    points = {
+        "image": torch.from_numpy(arrays["input/subsampled_output_points/image"]),
+        "audio": torch.from_numpy(arrays["input/subsampled_output_points/audio"]),
+        "label": None,
+    }
     with torch.no_grad():
         out = model(inputs, points)
         tokens, sizes = model.input_adapter(inputs)
@@ -72,9 +77,21 @@ def test_haiku_round_trip(tiny):
 def _hf_tiny():
     transformers = pytest.importorskip("transformers")
     cfg = transformers.PerceiverConfig(
-        num_latents=8, d_latents=32, d_model=16, num_blocks=1, num_self_attends_per_block=2,
-        num_self_attention_heads=4, num_cross_attention_heads=1, num_labels=5, num_frames=2, image_size=8,
-        audio_samples_per_frame=32, samples_per_patch=8, output_shape=[1, 2, 16, 16], output_num_channels=16)
+        num_latents=8,
+        d_latents=32,
+        d_model=16,
+        num_blocks=1,
+        num_self_attends_per_block=2,
+        num_self_attention_heads=4,
+        num_cross_attention_heads=1,
+        num_labels=5,
+        num_frames=2,
+        image_size=8,
+        audio_samples_per_frame=32,
+        samples_per_patch=8,
+        output_shape=[1, 2, 16, 16],
+        output_num_channels=16,
+    )
     cfg._label_trainable_num_channels = 24
     torch.manual_seed(1)
     return _perturbed(transformers.PerceiverForMultimodalAutoencoding(cfg), seed=1)
@@ -84,8 +101,11 @@ def test_transformers_equivalence():
     hf = _hf_tiny()
     model = MultimodalAutoencoder.from_transformers(hf)
     inputs = _inputs(batch=2, frames=2, samples=64)
-    points = {"image": torch.randint(0, 2 * 16 * 16, (40,), generator=torch.Generator().manual_seed(3)),
-              "audio": torch.tensor([0, 3, 5, 7]), "label": None}
+    points = {
+        "image": torch.randint(0, 2 * 16 * 16, (40,), generator=torch.Generator().manual_seed(3)),
+        "audio": torch.tensor([0, 3, 5, 7]),
+        "label": None,
+    }
     with torch.no_grad():
         expected = hf(inputs=inputs, subsampled_output_points=points).logits
         out = model(inputs, points)
@@ -97,8 +117,10 @@ def test_transformers_equivalence():
     renamed = with_modality_names(model.config, {"image": "rgb", "audio": "sound"})
     other = MultimodalAutoencoder.from_transformers(hf, config=renamed)
     with torch.no_grad():
-        out2 = other({"rgb": inputs["image"], "sound": inputs["audio"], "label": inputs["label"]},
-                     {"rgb": points["image"], "sound": points["audio"], "label": None})
+        out2 = other(
+            {"rgb": inputs["image"], "sound": inputs["audio"], "label": inputs["label"]},
+            {"rgb": points["image"], "sound": points["audio"], "label": None},
+        )
     assert list(other.input_adapter.adapters) == ["label", "rgb", "sound"]
     for ours, theirs in (("rgb", "image"), ("sound", "audio"), ("label", "label")):
         assert_close_rel(out2[ours], expected[theirs].numpy(), rtol=1e-5)
@@ -116,9 +138,20 @@ def test_transformers_state_dict_and_bad_source():
 def test_kinetics_parameter_count_equals_transformers():
     transformers = pytest.importorskip("transformers")
     cfg = transformers.PerceiverConfig(
-        num_latents=784, d_latents=512, d_model=704, num_blocks=1, num_self_attends_per_block=8,
-        num_self_attention_heads=8, num_cross_attention_heads=1, num_labels=700, num_frames=16, image_size=224,
-        audio_samples_per_frame=1920, samples_per_patch=16, output_shape=[1, 16, 224, 224])
+        num_latents=784,
+        d_latents=512,
+        d_model=704,
+        num_blocks=1,
+        num_self_attends_per_block=8,
+        num_self_attention_heads=8,
+        num_cross_attention_heads=1,
+        num_labels=700,
+        num_frames=16,
+        image_size=224,
+        audio_samples_per_frame=1920,
+        samples_per_patch=16,
+        output_shape=[1, 16, 224, 224],
+    )
     with torch.device("meta"):
         hf = transformers.PerceiverForMultimodalAutoencoding(cfg)
         ours = MultimodalAutoencoder(MultimodalAutoencoderConfig.kinetics())
@@ -181,8 +214,11 @@ def test_loss_helper(tiny):
     torch.testing.assert_close(targets["audio"][:, :8], inputs["audio"][:, 8:16, 0])
     torch.testing.assert_close(targets["image"][:, 1], inputs["image"][:, 0, :, 0, 9])
     result = tiny.loss(out, targets)
-    expected = (0.03 * (out["image"] - targets["image"]).abs().mean() + (out["audio"] - targets["audio"]).abs().mean()
-                + 1e-4 * torch.nn.functional.cross_entropy(out["label"], inputs["label"].argmax(-1)))
+    expected = (
+        0.03 * (out["image"] - targets["image"]).abs().mean()
+        + (out["audio"] - targets["audio"]).abs().mean()
+        + 1e-4 * torch.nn.functional.cross_entropy(out["label"], inputs["label"].argmax(-1))
+    )
     torch.testing.assert_close(result.loss, expected)
     result.loss.backward()
     assert tiny.decoder.projection.weight.grad is not None
@@ -192,12 +228,15 @@ def test_loss_helper(tiny):
 # ------------------------------------------------------------------------------------------- naming and order
 def test_user_modality_names_and_sorted_order():
     cfg = MultimodalAutoencoderConfig(
-        modalities={"sound": AudioAdapterConfig(num_samples=64, samples_per_patch=8, num_bands=4),
-                    "rgb": ImageAdapterConfig(image_shape=(2, 8, 8), prep_type="patches", spatial_downsample=4,
-                                              num_bands=2),
-                    "caption": LabelAdapterConfig(num_classes=3, num_query_channels=8)},
-        encoder=EncoderConfig(num_latents=4, num_latent_channels=16, num_self_attention_heads=2,
-                              num_self_attends_per_block=1))
+        modalities={
+            "sound": AudioAdapterConfig(num_samples=64, samples_per_patch=8, num_bands=4),
+            "rgb": ImageAdapterConfig(image_shape=(2, 8, 8), prep_type="patches", spatial_downsample=4, num_bands=2),
+            "caption": LabelAdapterConfig(num_classes=3, num_query_channels=8),
+        },
+        encoder=EncoderConfig(
+            num_latents=4, num_latent_channels=16, num_self_attention_heads=2, num_self_attends_per_block=1
+        ),
+    )
     model = MultimodalAutoencoder(cfg).eval()
     assert model.modalities == ["caption", "rgb", "sound"]
     inputs = {"sound": torch.randn(1, 64), "rgb": torch.rand(1, 2, 3, 8, 8), "caption": torch.tensor([2])}
@@ -214,8 +253,9 @@ def test_user_modality_names_and_sorted_order():
 # --------------------------------------------------------------------------------------------------- masking
 def _masking_adapter(p: float, in_eval: bool = False) -> MultimodalInputAdapter:
     audio = AudioInputAdapter(AudioAdapterConfig(num_samples=64, samples_per_patch=4, num_bands=2))
-    return MultimodalInputAdapter({"audio": audio}, min_padding_size=2, mask_probs={"audio": p},
-                                  apply_mask_in_eval=in_eval)
+    return MultimodalInputAdapter(
+        {"audio": audio}, min_padding_size=2, mask_probs={"audio": p}, apply_mask_in_eval=in_eval
+    )
 
 
 def test_masking_reproducible_and_p0_identity():
@@ -251,18 +291,21 @@ def test_label_is_masked_at_eval_in_presets(tiny):
 
 
 # ------------------------------------------------------------------------------------------------ validation
-@pytest.mark.parametrize("change", [
-    lambda x: x.pop("label"),
-    lambda x: x.update(extra=torch.zeros(2, 3)),
-    lambda x: x.update(image=torch.rand(2, 4, 3, 16, 12)),
-    lambda x: x.update(image=torch.rand(2, 3, 3, 16, 16)),
-    lambda x: x.update(image=torch.rand(2, 4, 16, 16, 3)),
-    lambda x: x.update(audio=torch.randn(2, 120, 1)),
-    lambda x: x.update(audio=torch.randn(2, 128, 2)),
-    lambda x: x.update(label=torch.zeros(2, 4)),
-    lambda x: x.update(label=torch.tensor([0, 9])),
-    lambda x: x.update(label=torch.eye(5)[:3]),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda x: x.pop("label"),
+        lambda x: x.update(extra=torch.zeros(2, 3)),
+        lambda x: x.update(image=torch.rand(2, 4, 3, 16, 12)),
+        lambda x: x.update(image=torch.rand(2, 3, 3, 16, 16)),
+        lambda x: x.update(image=torch.rand(2, 4, 16, 16, 3)),
+        lambda x: x.update(audio=torch.randn(2, 120, 1)),
+        lambda x: x.update(audio=torch.randn(2, 128, 2)),
+        lambda x: x.update(label=torch.zeros(2, 4)),
+        lambda x: x.update(label=torch.tensor([0, 9])),
+        lambda x: x.update(label=torch.eye(5)[:3]),
+    ],
+)
 def test_bad_inputs_raise(tiny, change):
     x = _inputs()
     change(x)
@@ -270,11 +313,17 @@ def test_bad_inputs_raise(tiny, change):
         tiny(x, {"label": None})
 
 
-@pytest.mark.parametrize("points", [
-    {"image": torch.empty(0, dtype=torch.long), "audio": [], "label": torch.tensor([], dtype=torch.long)},
-    {"video": None}, {"image": torch.tensor([0.5])}, {"image": torch.tensor([1024])},
-    {"audio": torch.tensor([-1])}, {"image": torch.zeros(3, 2, dtype=torch.long)},
-])
+@pytest.mark.parametrize(
+    "points",
+    [
+        {"image": torch.empty(0, dtype=torch.long), "audio": [], "label": torch.tensor([], dtype=torch.long)},
+        {"video": None},
+        {"image": torch.tensor([0.5])},
+        {"image": torch.tensor([1024])},
+        {"audio": torch.tensor([-1])},
+        {"image": torch.zeros(3, 2, dtype=torch.long)},
+    ],
+)
 def test_bad_points_raise(tiny, points):
     with pytest.raises(ValueError):
         tiny(_inputs(), points)
@@ -296,6 +345,7 @@ def test_bad_configs_raise():
         MultimodalAutoencoderConfig(modalities={"audio": audio}, decoder=MultimodalAutoencoderConfig.tiny().decoder)
     with pytest.raises(ValueError):
         MultimodalAutoencoderConfig(
-            modalities={"x": ImageAdapterConfig(image_shape=(8, 8), position_encoding="trainable")})
+            modalities={"x": ImageAdapterConfig(image_shape=(8, 8), position_encoding="trainable")}
+        )
     with pytest.raises(ValueError):
         MultimodalAutoencoder(MultimodalAutoencoderConfig.tiny()).reconstruct(_inputs(), chunk_size=0)

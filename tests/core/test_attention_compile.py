@@ -78,7 +78,11 @@ def test_export_with_a_key_mask_matches_eager(masking, kv_chunk_size):
         exported = torch.export.export(block, args)
         # other mask values than those traced with: nothing was specialised on them
         x_q, x_kv, key_mask, query_mask = args
-        for km, qm in ((key_mask, query_mask), (torch.ones_like(key_mask), torch.ones_like(query_mask)),
-                       (~key_mask, query_mask)):
-            torch.testing.assert_close(exported.module()(x_q, x_kv, km, qm), block(x_q, x_kv, km, qm),
-                                       rtol=1e-5, atol=1e-5)
+        for km, qm in (
+            (key_mask, query_mask),
+            (torch.ones_like(key_mask), torch.ones_like(query_mask)),
+            (~key_mask, query_mask),
+        ):
+            torch.testing.assert_close(
+                exported.module()(x_q, x_kv, km, qm), block(x_q, x_kv, km, qm), rtol=1e-5, atol=1e-5
+            )

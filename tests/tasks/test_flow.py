@@ -316,7 +316,7 @@ def test_any_size_and_gradients(tiny):
         (torch.zeros(1, 3, 3, 24, 32), "2 frames"),
         (torch.zeros(1, 2, 4, 24, 32), "3 colour channels"),
         (torch.zeros(1, 2, 24, 32, 3), "3 colour channels"),
-        (torch.zeros(1, 2, 3, 24, 32, dtype=torch.uint8), "floating point"),
+        (torch.zeros(1, 2, 3, 24, 32, dtype=torch.uint8), "floating-point"),
         (torch.zeros(0, 2, 3, 24, 32), "non-empty"),
         (np.zeros((1, 2, 3, 24, 32), dtype=np.float32), "ndarray"),
     ],

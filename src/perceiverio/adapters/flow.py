@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.checks import check_float_array
 from .image import ImageInputAdapter, extract_patches_3x3
 
 
@@ -16,20 +17,12 @@ class FlowInputAdapter(ImageInputAdapter):
     @staticmethod
     def check_frames(frames: object) -> torch.Tensor:
         """A float tensor ``[B, 2, 3, H, W]`` with B, H, W > 0, else a ValueError saying what is wrong."""
-        what = "frames must be a [B, 2, 3, H, W] tensor (two RGB frames per example, channels first)"
-        if not isinstance(frames, torch.Tensor):
-            raise ValueError(f"{what}, got {type(frames).__name__}")
-        if frames.dim() != 5:
-            raise ValueError(f"{what}, got shape {tuple(frames.shape)} (rank {frames.dim()})")
-        if not frames.dtype.is_floating_point:
-            raise ValueError(f"frames must be floating point in [-1, 1] (pixel / 255 * 2 - 1), got {frames.dtype}")
-        b, t, c, h, w = frames.shape
-        if b == 0 or h == 0 or w == 0:
-            raise ValueError(f"frames must have a non-empty batch and image, got shape {tuple(frames.shape)}")
+        what = " (two RGB frames per example, channels first, in [-1, 1]: pixel / 255 * 2 - 1)"
+        _, t, c, _, _ = check_float_array(frames, ("B", "2", "3", "H", "W"), "frames", what).shape
         if t != 2:
-            raise ValueError(f"{what}: dim 1 must hold exactly 2 frames, got {t}")
+            raise ValueError(f"frames must hold exactly 2 frames in dim 1 ([B, 2, 3, H, W]), got {t}")
         if c != 3:
-            raise ValueError(f"{what}: dim 2 must hold 3 colour channels, got {c}")
+            raise ValueError(f"frames must hold 3 colour channels in dim 2 ([B, 2, 3, H, W]), got {c}")
         return frames
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:  # [B, 2, 3, H, W] -> [B, H·W, C]

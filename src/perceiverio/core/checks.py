@@ -34,16 +34,24 @@ def check_range(values: torch.Tensor, low: int, high: int, name: str) -> None:
             raise ValueError(f"{name} must lie in [{low}, {high}), got values in [{lo}, {hi}]")
 
 
+def check_float_array(x: object, dims: tuple[str, ...], name: str, what: str = "") -> torch.Tensor:
+    """A floating-point tensor with one dimension per letter of ``dims`` (e.g. ``("B", "M", "C")``), none of them
+    empty; ``what`` adds what the array holds to the messages."""
+    layout = f"[{', '.join(dims)}]"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {layout}{what}, got {type(x).__name__}")
+    if x.dim() != len(dims):
+        raise ValueError(f"{name} must have shape {layout}{what} (rank {len(dims)}), got shape {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor{what}, got dtype {x.dtype}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must have a non-empty batch and every dimension {layout}, got shape {tuple(x.shape)}")
+    return x
+
+
 def check_features(x: object, num_channels: int, name: str = "inputs") -> torch.Tensor:
     """A float tensor ``[B, M, C]`` with B, M > 0 and C == ``num_channels``."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [B, M, {num_channels}], got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape [B, M, {num_channels}] (rank 3), got shape {tuple(x.shape)}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must have a non-empty batch and at least one element, got shape {tuple(x.shape)}")
+    check_float_array(x, ("B", "M", str(num_channels)), name)
     if x.shape[2] != num_channels:
         raise ValueError(f"{name} must have {num_channels} channels in the last dimension, got {x.shape[2]}")
     return x

@@ -98,35 +98,15 @@ def head_of_state(state: StateDict) -> str:
 
 
 def hf_adapter(head: str, image_size: int | None = None) -> ImageAdapterConfig:
-    """The image adapter that transformers' ``head`` hard-codes."""
+    """The image adapter that transformers' ``head`` hard-codes: the released preset's, with transformers' conv-stem
+    padding (``unpadded_pool``, ``symmetric_conv_padding``) and the learned table at ``image_size``."""
     if head == FOURIER:
-        return ImageAdapterConfig(
-            image_shape=(224, 224),
-            prep_type="pixels",
-            position_encoding="fourier",
-            num_bands=64,
-            max_resolution=(224, 224),
-        )
+        return ImageClassifierConfig.imagenet_fourier().adapter
     if head == CONV:
-        return ImageAdapterConfig(
-            image_shape=(224, 224),
-            prep_type="conv",
-            spatial_downsample=4,
-            num_channels=64,
-            position_encoding="fourier",
-            num_bands=64,
-            max_resolution=(56, 56),
-            unpadded_pool=True,
-            symmetric_conv_padding=True,
-        )
-    return ImageAdapterConfig(
-        image_shape=(image_size, image_size),
-        prep_type="conv1x1",
-        num_channels=256,
-        position_encoding="trainable",
-        num_pos_channels=256,
-        project_pos_dim=256,
-    )
+        adapter = ImageClassifierConfig.imagenet_conv().adapter
+        return dataclasses.replace(adapter, unpadded_pool=True, symmetric_conv_padding=True)
+    adapter = ImageClassifierConfig.imagenet_learned().adapter
+    return dataclasses.replace(adapter, image_shape=(image_size, image_size))
 
 
 def _image_size(raw: Any) -> int:

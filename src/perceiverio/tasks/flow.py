@@ -28,13 +28,10 @@ from ..core.queries import InputQueries
 
 TRAIN_SIZE = (368, 496)  # (H, W) of the official training crops
 
+# the released model: 2048 × 512 latents, 1 cross-attention head, 24 layers of 16 heads (EncoderConfig defaults
+# fill in the rest)
 _SINTEL_ENCODER = EncoderConfig(
-    num_latents=2048,
-    num_latent_channels=512,
-    num_cross_attention_heads=1,
-    num_self_attention_heads=16,
-    num_self_attends_per_block=24,
-    num_blocks=1,
+    num_latents=2048, num_latent_channels=512, num_self_attention_heads=16, num_self_attends_per_block=24
 )
 
 
@@ -60,9 +57,7 @@ class OpticalFlowConfig(PerceiverConfig):
     num_patch_channels: int = 64
     num_bands: int = 64
     encoder: EncoderConfig = _SINTEL_ENCODER
-    decoder: DecoderConfig = DecoderConfig(
-        num_query_channels=322, num_output_channels=2, num_heads=1, use_query_residual=False
-    )
+    decoder: DecoderConfig = DecoderConfig(num_query_channels=322, num_output_channels=2)
     rescale_factor: float = 100.0
     output_scale: float = 20.0
     decoder_chunk_size: int | None = 16384
@@ -108,11 +103,9 @@ class OpticalFlowConfig(PerceiverConfig):
             image_shape=(2, *self.train_size),
             num_image_channels=27,
             prep_type="patches",
-            spatial_downsample=1,
             temporal_downsample=2,
             num_channels=self.num_patch_channels,
             conv_after_patching=True,
-            position_encoding="fourier",
             num_bands=self.num_bands,
             max_resolution=self.train_size,
         )
@@ -132,13 +125,9 @@ class OpticalFlowConfig(PerceiverConfig):
             decoder_chunk_size=256,
             min_overlap=4,
             encoder=EncoderConfig(
-                num_latents=16,
-                num_latent_channels=32,
-                num_cross_attention_heads=1,
-                num_self_attention_heads=4,
-                num_self_attends_per_block=2,
+                num_latents=16, num_latent_channels=32, num_self_attention_heads=4, num_self_attends_per_block=2
             ),
-            decoder=DecoderConfig(num_query_channels=34, num_output_channels=2, num_heads=1, use_query_residual=False),
+            decoder=DecoderConfig(num_query_channels=34, num_output_channels=2),
         )
         return cls(**{**fields, **overrides})
 

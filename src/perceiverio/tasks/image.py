@@ -27,19 +27,13 @@ from .outputs import IGNORE_INDEX, ClassifierOutput
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# the three released ImageNet models share the encoder: 512 × 1024 latents, 8 blocks × 6 shared self-attends
-_IMAGENET_ENCODER = EncoderConfig(
-    num_latents=512,
-    num_latent_channels=1024,
-    num_cross_attention_heads=1,
-    num_self_attention_heads=8,
-    num_self_attends_per_block=6,
-    num_blocks=8,
-)
+# the three released ImageNet models share the encoder: 512 × 1024 latents, 1 cross-attention head, 8 blocks × 6
+# shared self-attends of 8 heads (the last three are EncoderConfig defaults)
+_IMAGENET_ENCODER = EncoderConfig(num_latents=512, num_latent_channels=1024, num_blocks=8)
 
 
 def _imagenet_decoder(use_query_residual: bool) -> DecoderConfig:
-    return DecoderConfig(num_query_channels=1024, num_heads=1, use_query_residual=use_query_residual)
+    return DecoderConfig(num_query_channels=1024, use_query_residual=use_query_residual)
 
 
 @dataclass(frozen=True)
@@ -77,13 +71,7 @@ class ImageClassifierConfig(PerceiverConfig):
     def imagenet_fourier(cls, num_classes: int = 1000, **overrides) -> ImageClassifierConfig:
         """Raw pixels + 2D Fourier features (64 bands, max resolution 224²): 50,176 tokens × 261 channels.
         Decoder with query residual. 48.4M parameters (79.0% top-1 in the paper)."""
-        adapter = ImageAdapterConfig(
-            image_shape=(224, 224),
-            prep_type="pixels",
-            position_encoding="fourier",
-            num_bands=64,
-            max_resolution=(224, 224),
-        )
+        adapter = ImageAdapterConfig(max_resolution=(224, 224))
         return cls(**{"adapter": adapter, "num_classes": num_classes, **overrides})
 
     @classmethod
@@ -91,12 +79,7 @@ class ImageClassifierConfig(PerceiverConfig):
         """Conv1x1(3→256) + learned positions (50,176 × 256) projected by Linear(256→256), concatenated: 512
         channels. Decoder without query residual (official). 62.3M parameters (72.7% top-1)."""
         adapter = ImageAdapterConfig(
-            image_shape=(224, 224),
-            prep_type="conv1x1",
-            num_channels=256,
-            position_encoding="trainable",
-            num_pos_channels=256,
-            project_pos_dim=256,
+            prep_type="conv1x1", num_channels=256, position_encoding="trainable", project_pos_dim=256
         )
         return cls(**{"adapter": adapter, "decoder": _imagenet_decoder(False), "num_classes": num_classes, **overrides})
 
@@ -105,31 +88,22 @@ class ImageClassifierConfig(PerceiverConfig):
         """Conv stem (7×7/2, 64 channels, BatchNorm, ReLU, max-pool 3×3/2, TF SAME padding) → 56×56, + 2D Fourier
         features (64 bands, max resolution 56²): 3,136 tokens × 322 channels. Query residual. 48.6M parameters
         (82.1% top-1)."""
-        adapter = ImageAdapterConfig(
-            image_shape=(224, 224),
-            prep_type="conv",
-            spatial_downsample=4,
-            num_channels=64,
-            position_encoding="fourier",
-            num_bands=64,
-            max_resolution=(56, 56),
-        )
+        adapter = ImageAdapterConfig(prep_type="conv", spatial_downsample=4, num_channels=64, max_resolution=(56, 56))
         return cls(**{"adapter": adapter, "num_classes": num_classes, **overrides})
 
     @classmethod
     def tiny(cls, num_classes: int = 10, **overrides) -> ImageClassifierConfig:
         """A 25k-parameter model on 32×32 pixels (4 Fourier bands) for tests and CPU demos."""
         fields = dict(
-            adapter=ImageAdapterConfig(image_shape=(32, 32), prep_type="pixels", num_bands=4, max_resolution=(32, 32)),
+            adapter=ImageAdapterConfig(image_shape=(32, 32), num_bands=4, max_resolution=(32, 32)),
             encoder=EncoderConfig(
                 num_latents=16,
                 num_latent_channels=32,
-                num_cross_attention_heads=1,
                 num_self_attention_heads=4,
                 num_self_attends_per_block=2,
                 num_blocks=2,
             ),
-            decoder=DecoderConfig(num_query_channels=32, num_heads=1, use_query_residual=True),
+            decoder=DecoderConfig(num_query_channels=32, use_query_residual=True),
             num_classes=num_classes,
         )
         return cls(**{**fields, **overrides})

@@ -25,15 +25,10 @@ from ..tokenizer import VOCAB_SIZE
 from .locality import local_routing_init_
 from .outputs import IGNORE_INDEX, ClassifierOutput, MaskedLMOutput
 
+# the released 201M model: 256 × 1280 latents and 8 self-attention heads (EncoderConfig defaults), 8 cross-attention
+# heads, 26 layers, qk 256
 _LANGUAGE_ENCODER = EncoderConfig(
-    num_latents=256,
-    num_latent_channels=1280,
-    num_cross_attention_heads=8,
-    num_self_attention_heads=8,
-    num_self_attends_per_block=26,
-    num_blocks=1,
-    qk_channels=256,
-    v_channels=1280,
+    num_cross_attention_heads=8, num_self_attends_per_block=26, qk_channels=256, v_channels=1280
 )
 # the small models of the tests and CPU demos: 256 bytes, 32 × 128 latents, 4 layers
 _TINY_TEXT = dict(
@@ -49,8 +44,8 @@ _TINY_TEXT = dict(
         v_channels=128,
     ),
 )
-_CLASS_QUERY = DecoderConfig(num_query_channels=1280, num_heads=1, use_query_residual=True)
-_TINY_CLASS_QUERY = DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True)
+_CLASS_QUERY = DecoderConfig(num_query_channels=1280, use_query_residual=True)
+_TINY_CLASS_QUERY = DecoderConfig(num_query_channels=128, use_query_residual=True)
 
 
 @dataclass(frozen=True)
@@ -74,9 +69,7 @@ class TextConfig(PerceiverConfig):
 class MaskedLanguageModelConfig(TextConfig):
     """Byte MLM. The decoder's queries are one learned E-dim vector per position (E = C for the tied output)."""
 
-    decoder: DecoderConfig = DecoderConfig(
-        num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768, use_query_residual=False
-    )
+    decoder: DecoderConfig = DecoderConfig(num_query_channels=768, num_heads=8, qk_channels=256, v_channels=768)
     # "random": the paper's initialisation. "local": a locality prior for small models on small compute budgets
     # (see perceiverio.tasks.locality); needs qk_channels >= num_input_channels <= num_latent_channels.
     routing_init: Literal["random", "local"] = "random"

@@ -44,14 +44,8 @@ Points = Mapping[str, torch.Tensor | None]
 _KINDS = {AudioAdapterConfig: "audio", ImageAdapterConfig: "image", LabelAdapterConfig: "label"}
 LOSS_WEIGHTS = {"image": 0.03, "audio": 1.0, "label": 1e-4}  # paper: 0.03·L1(video) + L1(audio) + 1e-4·CE(label)
 
-_KINETICS_ENCODER = EncoderConfig(
-    num_latents=784,
-    num_latent_channels=512,
-    num_cross_attention_heads=1,
-    num_self_attention_heads=8,
-    num_self_attends_per_block=8,
-    num_blocks=1,
-)
+# the released model: 784 × 512 latents, 1 cross-attention head, 8 layers of 8 heads (heads: EncoderConfig defaults)
+_KINETICS_ENCODER = EncoderConfig(num_latents=784, num_latent_channels=512, num_self_attends_per_block=8)
 
 
 def modality_kind(config: object) -> str:
@@ -154,9 +148,7 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
         """
         fields = dict(
             modalities={
-                "audio": AudioAdapterConfig(
-                    num_samples=30_720, samples_per_patch=16, num_bands=192, max_resolution=30_720
-                ),
+                "audio": AudioAdapterConfig(max_resolution=30_720),
                 "image": ImageAdapterConfig(
                     image_shape=(16, 224, 224),
                     prep_type="patches",
@@ -164,7 +156,7 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
                     num_bands=32,
                     max_resolution=(16, 56, 56),
                 ),
-                "label": LabelAdapterConfig(num_classes=700, num_query_channels=1024),
+                "label": LabelAdapterConfig(),
             },
             encoder=_KINETICS_ENCODER,
             min_padding_size=4,
@@ -190,11 +182,7 @@ class MultimodalAutoencoderConfig(PerceiverConfig):
                 "label": LabelAdapterConfig(num_classes=5, num_query_channels=24),
             },
             encoder=EncoderConfig(
-                num_latents=16,
-                num_latent_channels=32,
-                num_cross_attention_heads=1,
-                num_self_attention_heads=4,
-                num_self_attends_per_block=2,
+                num_latents=16, num_latent_channels=32, num_self_attention_heads=4, num_self_attends_per_block=2
             ),
             decoder=DecoderConfig(num_query_channels=26, num_output_channels=16),
             min_padding_size=4,

@@ -25,14 +25,10 @@ class SetModelConfig(PerceiverConfig):
 
     num_entity_channels: int = 128  # C
     encoder: EncoderConfig = EncoderConfig(
-        num_latents=32,
-        num_latent_channels=128,
-        num_cross_attention_heads=1,
-        num_self_attention_heads=4,
-        num_self_attends_per_block=3,
+        num_latents=32, num_latent_channels=128, num_self_attention_heads=4, num_self_attends_per_block=3
     )
     decoder: DecoderConfig = field(
-        default_factory=lambda: DecoderConfig(num_query_channels=128, num_heads=1, use_query_residual=True)
+        default_factory=lambda: DecoderConfig(num_query_channels=128, use_query_residual=True)
     )
 
     def __post_init__(self) -> None:

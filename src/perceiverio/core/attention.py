@@ -12,6 +12,7 @@ differ). Masks are built without reading tensor values, so no forward synchronis
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 
 import torch
@@ -59,7 +60,7 @@ class MultiHeadAttention(nn.Module):
             if channels % num_heads != 0:
                 raise ValueError(f"{name} channels ({channels}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
-        self.masking = check_choice(masking, ("official", "transformers"), "masking")
+        self.masking = check_choice(masking, typing.get_args(Masking), "masking")
         self.q_proj = nn.Linear(num_q_channels, num_qk_channels)
         self.k_proj = nn.Linear(num_kv_channels, num_qk_channels)
         self.v_proj = nn.Linear(num_kv_channels, num_v_channels)

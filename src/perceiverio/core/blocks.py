@@ -7,6 +7,7 @@ self:   x = x + Attn(LN(x), LN(x));          x = x + MLP(LN(x))
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable
 
 import torch
@@ -36,7 +37,7 @@ class MLP(nn.Module):
         self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh", dropout: float = 0.0
     ) -> None:
         super().__init__()
-        check_choice(activation, ("gelu_tanh", "gelu"), "activation")
+        check_choice(activation, typing.get_args(Activation), "activation")
         self.fc1 = nn.Linear(num_channels, widening_factor * num_channels)
         self.act = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
         self.fc2 = nn.Linear(widening_factor * num_channels, num_channels)

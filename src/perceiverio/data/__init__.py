@@ -15,9 +15,7 @@ The collators and readers need torch only; Lightning is imported on first use of
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .lazy import lazy_getattr
 from .masking import ByteMaskingCollator, WholeWordMaskingCollator
 
 _LAZY = {
@@ -31,10 +29,4 @@ _LAZY = {
 
 __all__ = ["ByteMaskingCollator", "WholeWordMaskingCollator", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

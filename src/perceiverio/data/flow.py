@@ -23,7 +23,7 @@ from .readers.flow import (
     resize_flow,
     resize_frames,
 )
-from .sampling import ListDataset, check_positive, loader
+from .sampling import ListDataset, SplitLoaders, check_image_size, check_positive
 from .synthetic_flow import SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
@@ -78,7 +78,7 @@ def middlebury_pair(size: tuple[int, int]) -> dict[str, torch.Tensor]:
     return make_pair(left, right, flow, valid, size, "skimage.data.stereo_motorcycle")
 
 
-class FlowDataModule(L.LightningDataModule):
+class FlowDataModule(SplitLoaders, L.LightningDataModule):
     """Optical-flow data.
 
     Training: ``path=None``: ``num_train`` procedural pairs with exact ground truth (see
@@ -106,9 +106,7 @@ class FlowDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        image_size = tuple(int(s) for s in image_size)
-        if len(image_size) != 2 or min(image_size) < 2:
-            raise ValueError(f"image_size must be (H, W) with sizes ≥ 2, got {image_size!r}")
+        image_size = check_image_size(image_size, minimum=2)
         check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size, max_displacement=max_displacement)
         if val_source not in VAL_SOURCES:
             raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
@@ -158,11 +156,3 @@ class FlowDataModule(L.LightningDataModule):
         elif self.val_source == "middlebury":
             val = ListDataset([middlebury_pair(self.image_size)])
         self.train_set, self.val_set = train, val
-
-    def train_dataloader(self):
-        self.setup()
-        return loader(self.train_set, self.batch_size, self.num_workers, shuffle=True, seed=self.seed)
-
-    def val_dataloader(self):
-        self.setup()
-        return loader(self.val_set, self.batch_size, self.num_workers)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .readers.image import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
-from .sampling import check_fraction, check_positive, loader
+from .sampling import SplitLoaders, check_fraction, check_image_size, check_positive
 
 MAX_STAT_IMAGES = 4096  # images (a seeded subset of the training set) used for the normalisation statistics
 _VAL_DIRS = ("val", "validation", "valid")
@@ -82,7 +82,7 @@ class _FileImages:
         return torch.from_numpy(read_image(self.files[i], self.size, self.channels)).float() / 255.0, self.labels[i]
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitLoaders, L.LightningDataModule):
     """Image classification data.
 
     Source: ``path=None``: scikit-learn's embedded digits (1,797 8×8 grayscale images, 10 classes; BSD licence)
@@ -105,9 +105,7 @@ class ImageDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        image_size = tuple(int(s) for s in image_size)
-        if len(image_size) != 2 or min(image_size) <= 0:
-            raise ValueError(f"image_size must be (H, W) with positive sizes, got {image_size!r}")
+        image_size = check_image_size(image_size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
         check_positive(batch_size=batch_size)
@@ -205,11 +203,3 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         self.setup()
         return len(self.class_names)
-
-    def train_dataloader(self):
-        self.setup()
-        return loader(self.train_set, self.batch_size, self.num_workers, shuffle=True, seed=self.seed)
-
-    def val_dataloader(self):
-        self.setup()
-        return loader(self.val_set, self.batch_size, self.num_workers)

@@ -1,4 +1,5 @@
-"""Reproducible per-epoch sampling shared by the data modules.
+"""Reproducible per-epoch sampling and the other pieces the data modules share: :func:`loader` (with
+:class:`SplitLoaders`), padding collators and argument checks.
 
 :class:`EpochSampler` yields a fresh, seeded list of sample descriptions every epoch (for example ``(start,
 mask_seed)`` pairs of text windows); the dataset turns a description into a sample. Lightning calls
@@ -109,6 +110,29 @@ def check_positive(**values: float) -> None:
 def check_fraction(name: str, value: float) -> None:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+
+
+def check_image_size(image_size: Any, minimum: int = 1) -> tuple[int, int]:
+    """``image_size`` as an ``(H, W)`` tuple of ints, each at least ``minimum``."""
+    size = tuple(int(s) for s in image_size)
+    if len(size) != 2 or min(size) < minimum:
+        limit = "positive sizes" if minimum == 1 else f"sizes ≥ {minimum}"
+        raise ValueError(f"image_size must be (H, W) with {limit}, got {size!r}")
+    return size
+
+
+class SplitLoaders:
+    """The two data loaders of a data module whose ``setup()`` builds ``train_set`` and ``val_set``: training
+    batches shuffled (seeded by ``seed``), validation batches in order; ``batch_size`` and ``num_workers`` from the
+    module's attributes."""
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return loader(self.train_set, self.batch_size, self.num_workers, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return loader(self.val_set, self.batch_size, self.num_workers)
 
 
 def pad_collate(items: list[dict[str, torch.Tensor]], length: int | None = None) -> dict[str, torch.Tensor]:

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
-from .sampling import DescribedDataset, EpochSampler, ListDataset, check_fraction, check_positive, loader
+from .sampling import (
+    DescribedDataset,
+    EpochSampler,
+    ListDataset,
+    check_fraction,
+    check_image_size,
+    check_positive,
+    loader,
+)
 
 NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video
 
@@ -82,9 +90,7 @@ class VideoDataModule(L.LightningDataModule):
         val_fraction: float = 0.2,
     ) -> None:
         super().__init__()
-        image_size = tuple(int(s) for s in image_size)
-        if len(image_size) != 2 or min(image_size) <= 0:
-            raise ValueError(f"image_size must be (H, W) with positive sizes, got {image_size!r}")
+        image_size = check_image_size(image_size)
         check_positive(
             num_frames=num_frames,
             audio_samples=audio_samples,

@@ -8,8 +8,7 @@ only.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..data.lazy import lazy_getattr
 
 _LAZY = {
     "ExportCallback": "callbacks",
@@ -27,10 +26,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

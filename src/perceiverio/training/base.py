@@ -28,7 +28,7 @@ import inspect
 import math
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,17 +104,35 @@ def as_config(value: Any, cls: type, name: str) -> Any:
     raise TypeError(f"{name} must be a {cls.__name__} (or its tagged dict from a checkpoint), got {value!r}")
 
 
-def flat_signature(init: Callable, config_class: type, default: Any) -> inspect.Signature:
-    """The signature LightningCLI/jsonargparse (and ``inspect``) see for a task module's ``__init__(self,
-    config=None, *, <options>, **fields)``: one keyword parameter per field of ``config_class`` (its type; default:
-    its value in ``default``), then the options; ``config`` and ``**fields`` are left out."""
-    own = inspect.signature(init)
-    params = list(own.parameters.values())
-    options = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in params[1:]
+def option_parameters(init: Callable, inherited: Sequence[inspect.Parameter] = ()) -> tuple[inspect.Parameter, ...]:
+    """The options of a task module's ``__init__(self, config=None, *, <its options>, **kwargs)``: its parameters
+    but ``self``, ``config``, ``*args`` and ``**kwargs`` (as keyword-only ones), then, when it takes ``**kwargs``
+    (which it passes on to its base class), the ``inherited`` options of the base that it does not declare again.
+    Annotations are resolved to types where they can be (in the module of ``init``), so that the options keep their
+    types in the signature of a subclass defined in another module."""
+    params = list(inspect.signature(init).parameters.values())[1:]
+    try:
+        hints = typing.get_type_hints(init)
+    except NameError:  # a name imported only for type checkers: the annotations stay as written
+        hints = {}
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+        for p in params
         if p.name != "config" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return tuple(own)
+    names = {p.name for p in own}
+    return (*own, *(p for p in inherited if p.name not in names))
+
+
+def flat_signature(
+    init: Callable, config_class: type, default: Any, options: Sequence[inspect.Parameter]
+) -> inspect.Signature:
+    """The signature LightningCLI/jsonargparse (and ``inspect``) see for a task module's ``__init__``: ``self``, one
+    keyword parameter per field of ``config_class`` (its type; default: its value in ``default``), then the
+    ``options`` (those of :func:`option_parameters`); ``config`` and ``**kwargs`` are left out."""
+    own = inspect.signature(init)
     hints = typing.get_type_hints(config_class)
     clash = sorted({f.name for f in dataclasses.fields(config_class)} & {p.name for p in options})
     if clash:
@@ -126,7 +144,8 @@ def flat_signature(init: Callable, config_class: type, default: Any) -> inspect.
         for f in dataclasses.fields(config_class)
         if f.init
     ]
-    return own.replace(parameters=[params[0], *fields, *options])
+    self_parameter = next(iter(own.parameters.values()))
+    return own.replace(parameters=[self_parameter, *fields, *options])
 
 
 class PerceiverTask(L.LightningModule):
@@ -134,6 +153,8 @@ class PerceiverTask(L.LightningModule):
     schedule and switches.
 
     Args:
+        config: a whole model config (default: ``default_config()``); the other keyword arguments that are fields of
+            ``config_class`` replace its values.
         optimizer: :class:`OptimizerConfig` (LAMB, warm-up then cosine by default).
         gradient_checkpointing: recompute the encoder's cross-attention, each latent self-attention layer and
             the decoder's cross-attention in backward instead of storing their activations (the
@@ -141,15 +162,17 @@ class PerceiverTask(L.LightningModule):
             more compute.
         compile: run the model through ``torch.compile`` (compiled lazily at the first forward). Off by default:
             on CPU, compiling costs tens of seconds to minutes (it needs a C++ compiler; about 2 minutes for the
-            tiny MLM on 2 cores) and gains little for small models; turn it on for long GPU runs. The models'
-            input checks read tensor values (graph breaks) and MLM's ``decode_labeled_only`` has data-dependent
-            shapes (recompiles), so expect partial graphs.
+            tiny MLM on 2 cores) and gains little for small models; turn it on for long GPU runs. The models' input
+            checks that read tensor values are off while compiling; MLM's ``decode_labeled_only`` has
+            data-dependent shapes (recompiles).
 
     A subclass sets ``config_class`` (its model's config dataclass) and ``default_config`` (a callable returning the
-    default config, e.g. ``MaskedLanguageModelConfig.tiny``), takes ``(self, config=None, *, <its options>,
-    optimizer, gradient_checkpointing, compile, **fields)``, calls ``super().__init__(config, fields, optimizer=...,
-    gradient_checkpointing=..., compile=..., <its options>)`` and then :meth:`_setup_model` with a model built from
-    ``self.model_config``. Its ``__init__`` gets the flat signature of :func:`flat_signature` at class creation.
+    default config, e.g. ``MaskedLanguageModelConfig.tiny``). Its ``__init__`` declares only its own options,
+    ``(self, config=None, *, <its options>, **kwargs)``, calls ``super().__init__(config, <its options>=...,
+    **kwargs)`` (its options are passed on to be stored in the hyper-parameters; ``kwargs`` holds the config fields
+    and the options of this base class) and then :meth:`_setup_model` with a model built from
+    ``self.model_config``. At class creation its ``__init__`` gets the flat signature of :func:`flat_signature`: the
+    config fields, its options, then those of its base classes (:func:`option_parameters`).
     """
 
     config_class: ClassVar[type | None] = None
@@ -157,21 +180,25 @@ class PerceiverTask(L.LightningModule):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.config_class is not None and "__init__" in vars(cls):
-            cls.__init__.__signature__ = flat_signature(cls.__init__, cls.config_class, cls.default_config())
+        if "__init__" in vars(cls):
+            cls.init_options = option_parameters(cls.__init__, cls.init_options)
+            if cls.config_class is not None:
+                cls.__init__.__signature__ = flat_signature(
+                    cls.__init__, cls.config_class, cls.default_config(), cls.init_options
+                )
 
     def __init__(
         self,
         config: Any = None,
-        fields: Mapping[str, Any] | None = None,
         *,
         optimizer: OptimizerConfig = OptimizerConfig(),
         gradient_checkpointing: bool = False,
         compile: bool = False,
-        **options: Any,
+        **kwargs: Any,
     ) -> None:  # noqa: A002 (named like torch.compile)
         super().__init__()
-        self.model_config = self._model_config(config, dict(fields or {}))
+        options = {p.name: kwargs.pop(p.name) for p in type(self).init_options if p.name in kwargs}
+        self.model_config = self._model_config(config, kwargs)  # the other keyword arguments: config fields
         self.optimizer_config = as_config(optimizer, OptimizerConfig, "optimizer")
         self.gradient_checkpointing = bool(gradient_checkpointing)
         self.compile_model = bool(compile)
@@ -189,6 +216,9 @@ class PerceiverTask(L.LightningModule):
             compile=self.compile_model,
         )
         self._store_hparams({k: config_to_dict(v) for k, v in hparams.items()})
+
+    #: the keyword options of ``__init__`` (a subclass's own first, then its base classes')
+    init_options: ClassVar[tuple[inspect.Parameter, ...]] = option_parameters(__init__)
 
     def _model_config(self, config: Any, fields: dict[str, Any]) -> Any:
         """The model config: ``config`` (default: ``default_config()``) with ``fields`` replaced. Values may be the

@@ -32,7 +32,7 @@ from ..tasks.language import (
 from ..tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from ..tasks.outputs import IGNORE_INDEX
 from .augment import ImageAugmentation
-from .base import OptimizerConfig, PerceiverTask
+from .base import PerceiverTask
 from .metrics import LN2, RatioMetric, classification_stats, epe_stats, psnr, token_stats
 
 
@@ -89,23 +89,9 @@ class MaskedLanguageModelTask(_Task):
     config_class, default_config = MaskedLanguageModelConfig, MaskedLanguageModelConfig.tiny
 
     def __init__(
-        self,
-        config: MaskedLanguageModelConfig | None = None,
-        *,
-        decode_labeled_only: bool = True,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
+        self, config: MaskedLanguageModelConfig | None = None, *, decode_labeled_only: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(
-            config,
-            fields,
-            optimizer=optimizer,
-            gradient_checkpointing=gradient_checkpointing,
-            compile=compile,
-            decode_labeled_only=decode_labeled_only,
-        )
+        super().__init__(config, decode_labeled_only=decode_labeled_only, **kwargs)
         self._setup_model(MaskedLanguageModel(self.model_config))
         self.decode_labeled_only = decode_labeled_only
         self.val_nats, self.val_correct = RatioMetric(), RatioMetric()
@@ -152,18 +138,8 @@ class SequenceClassificationTask(_Task):
 
     config_class, default_config = SequenceClassifierConfig, SequenceClassifierConfig.tiny
 
-    def __init__(
-        self,
-        config: SequenceClassifierConfig | None = None,
-        *,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
-    ) -> None:
-        super().__init__(
-            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
-        )
+    def __init__(self, config: SequenceClassifierConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._setup_model(SequenceClassifier(self.model_config))
         self.val_loss, self.val_acc = RatioMetric(), RatioMetric()
 
@@ -197,18 +173,8 @@ class MultitaskClassificationTask(_Task):
 
     config_class, default_config = MultitaskClassifierConfig, MultitaskClassifierConfig.tiny
 
-    def __init__(
-        self,
-        config: MultitaskClassifierConfig | None = None,
-        *,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
-    ) -> None:
-        super().__init__(
-            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
-        )
+    def __init__(self, config: MultitaskClassifierConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         config = self.model_config
         self._setup_model(MultitaskClassifier(config))
         self.tasks = dict(config.tasks)
@@ -276,22 +242,16 @@ class ImageClassificationTask(_Task):
         randaugment_magnitude: int = 5,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             config,
-            fields,
-            optimizer=optimizer,
-            gradient_checkpointing=gradient_checkpointing,
-            compile=compile,
             randaugment=randaugment,
             randaugment_ops=randaugment_ops,
             randaugment_magnitude=randaugment_magnitude,
             mixup_alpha=mixup_alpha,
             cutmix_alpha=cutmix_alpha,
+            **kwargs,
         )
         config = self.model_config
         self._setup_model(ImageClassifier(config))
@@ -328,18 +288,8 @@ class OpticalFlowTask(_Task):
 
     config_class, default_config = OpticalFlowConfig, OpticalFlowConfig.tiny
 
-    def __init__(
-        self,
-        config: OpticalFlowConfig | None = None,
-        *,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
-    ) -> None:
-        super().__init__(
-            config, fields, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing, compile=compile
-        )
+    def __init__(self, config: OpticalFlowConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._setup_model(OpticalFlow(self.model_config))
         self.val_epe = RatioMetric()
 
@@ -386,20 +336,9 @@ class MultimodalAutoencodingTask(_Task):
         *,
         train_points: dict[str, int] = {"image": 512, "audio": 512},  # noqa: B006 (never mutated; shown by --help)
         seed: int = 0,
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        gradient_checkpointing: bool = False,
-        compile: bool = False,
-        **fields: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            config,
-            fields,
-            optimizer=optimizer,
-            gradient_checkpointing=gradient_checkpointing,
-            compile=compile,
-            train_points=dict(train_points),
-            seed=seed,
-        )
+        super().__init__(config, train_points=dict(train_points), seed=seed, **kwargs)
         config = self.model_config
         self._setup_model(MultimodalAutoencoder(config))
         unknown = sorted(set(train_points) - set(self.model.modalities))

@@ -1,0 +1,45 @@
+"""The flat signature and hyper-parameters of task modules (training/base.py)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from perceiverio.training import MaskedLanguageModelTask, OptimizerConfig
+
+OPTIONS = ["extra", "decode_labeled_only", "optimizer", "gradient_checkpointing", "compile"]
+
+
+class _MaskedLanguageModelWithExtra(MaskedLanguageModelTask):
+    """A task module subclassed once more, with an option of its own."""
+
+    def __init__(self, config=None, *, extra: int = 1, **kwargs) -> None:
+        super().__init__(config, extra=extra, **kwargs)
+        self.extra = extra
+
+
+def test_options_are_declared_once_and_inherited_in_order():
+    names = list(inspect.signature(_MaskedLanguageModelWithExtra).parameters)
+    assert names[-5:] == OPTIONS
+    assert "max_seq_len" in names and "config" not in names and "kwargs" not in names
+    assert inspect.signature(MaskedLanguageModelTask).parameters["optimizer"].annotation is OptimizerConfig
+
+
+def test_subclass_options_are_stored_and_restored():
+    module = _MaskedLanguageModelWithExtra(extra=5, decode_labeled_only=False, max_seq_len=64)
+    assert (module.extra, module.decode_labeled_only, module.model_config.max_seq_len) == (5, False, 64)
+    assert list(module.hparams)[-5:] == [
+        "extra",
+        "decode_labeled_only",
+        "optimizer",
+        "gradient_checkpointing",
+        "compile",
+    ]
+    again = _MaskedLanguageModelWithExtra(**module.hparams)
+    assert (again.extra, again.decode_labeled_only, again.model_config) == (5, False, module.model_config)
+
+
+def test_unknown_arguments_are_refused():
+    with pytest.raises(TypeError, match=r"unexpected arguments \['nope'\]"):
+        MaskedLanguageModelTask(nope=1)

@@ -140,6 +140,8 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     main(
         [
             "fit",
+            "--model.encoder.num_latents",
+            "16",
             "--trainer.max_steps",
             "4",
             "--trainer.log_every_n_steps",
@@ -163,6 +165,7 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     model = MaskedLanguageModel.from_pretrained(tmp_path / "model")
     assert model.config.max_seq_len == 128
     assert model.config.routing_init == "local"  # the demo recipe (configs/mlm.yaml)
+    assert model.config.encoder.num_latents == 16  # the override (the packaged config has 64)
     # without a progress bar, plain progress lines: steps 2 and 4 of 4, then the validation metrics
     lines = capsys.readouterr().out.splitlines()
     steps = [ln for ln in lines if ln.startswith("step ")]
@@ -178,6 +181,12 @@ def test_fit_default_config_exports_a_loadable_model(tmp_path, monkeypatch, caps
     )
     assert task.model.config == model.config and task.optimizer_config.name == "adamw"
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in task.model.state_dict().items())
+    # `make demo` validates the last checkpoint: its hyper-parameters (16 latents) are parsed back into the config,
+    # else the packaged config's 64-latent model could not load the weights
+    capsys.readouterr()
+    ckpt = tmp_path / "runs" / "mlm" / "version_0" / "checkpoints" / "last.ckpt"
+    main(["validate", "--ckpt_path", str(ckpt), "--trainer.logger", "false", "--trainer.limit_val_batches", "2"])
+    assert "val/masked_byte_acc" in capsys.readouterr().out
 
 
 def _print_config(capsys, *args: str) -> str:

@@ -36,6 +36,7 @@ def packaged_config(name: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ Lightning
 def _lightning(argv: list[str]) -> None:
+    import torch
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
@@ -54,6 +55,21 @@ def _lightning(argv: list[str]) -> None:
             trainer = super().instantiate_trainer(**kwargs)
             _share_log_version(trainer)
             return trainer
+
+        def _parse_ckpt_path(self) -> None:
+            # LightningCLI's hook that reads --ckpt_path's hyper-parameters into the config. It hands them to the
+            # parser as the model itself, which fails for a subclass-mode model; ours are the task module's
+            # init_args (plain data, see perceiverio.training.base), so they go under init_args of the configured
+            # task class.
+            command = self.config.get("subcommand")
+            ckpt_path = command and self.config[command].get("ckpt_path")
+            if not ckpt_path or not Path(ckpt_path).is_file():
+                return
+            hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+            hparams.pop("_instantiator", None)
+            if hparams:
+                model = {"class_path": self.config[command].model.class_path, "init_args": hparams}
+                self.config = self.parser.parse_object({command: {"model": model}}, self.config)
 
     if argv[0] in ("fit", "validate", "test") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
         argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]

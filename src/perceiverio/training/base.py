@@ -14,9 +14,10 @@ instead (``MaskedLanguageModelTask(MaskedLanguageModelConfig.language_perceiver(
 replacing its values. The signature that LightningCLI/jsonargparse read lists every config field with its default
 (:func:`flat_signature`), so ``--print_config`` and ``--help`` show them.
 
-Hyper-parameters (``self.hparams``) are those flat arguments, with dataclasses as tagged plain dicts (the
-``config.json`` encoding of :mod:`perceiverio.weights.checkpoint`), so a Lightning checkpoint loads with
-``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the module without arguments.
+Hyper-parameters (``self.hparams``) are those flat arguments as plain data (dataclasses as dicts, tuples as
+lists: :func:`to_plain`), so a Lightning checkpoint loads with ``torch.load(weights_only=True)``,
+``Task.load_from_checkpoint(path)`` rebuilds the module without arguments (:func:`from_plain` reads the types back
+from the dataclass fields), and ``perceiverio validate --ckpt_path`` parses them like a config file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import functools
 import inspect
 import math
 import os
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from torch import nn
 
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
-from ..weights.checkpoint import config_from_dict, config_to_dict
+from ..weights.checkpoint import config_from_dict
 from .optim import StepInBackward, build_optimizer, lr_factor, param_shapes
 
 OPTIMIZERS = ("lamb", "adamw")
@@ -92,16 +94,49 @@ class OptimizerConfig:
             )
 
 
+def to_plain(value: Any) -> Any:
+    """Config values as plain data (how hyper-parameters are stored): dataclasses -> dicts of their fields,
+    tuples -> lists, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, (tuple, list)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def from_plain(value: Any, hint: Any) -> Any:
+    """The inverse of :func:`to_plain` for a value of type ``hint``: dicts become the dataclass the type names (for a
+    union of dataclasses, the one whose fields hold every key), lists become tuples; the tagged dicts of
+    :func:`~perceiverio.weights.checkpoint.config_to_dict` are read too."""
+    if isinstance(value, Mapping) and "__class__" in value:
+        return config_from_dict(dict(value))
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        hints = typing.get_type_hints(hint)
+        return hint(**{k: from_plain(v, hints.get(k, Any)) for k, v in value.items()})
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if isinstance(value, Mapping):
+            for arg in args:
+                names = {f.name for f in dataclasses.fields(arg)} if dataclasses.is_dataclass(arg) else set()
+                if set(value) <= names:
+                    return from_plain(value, arg)
+        return value
+    if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)):
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        return tuple(from_plain(v, a) for v, a in zip(value, items, strict=False))
+    return value
+
+
 def as_config(value: Any, cls: type, name: str) -> Any:
-    """``value`` as a ``cls`` instance: the instance itself, or the tagged dict that :func:`config_to_dict` writes
-    (how hyper-parameters are stored in checkpoints)."""
+    """``value`` as a ``cls`` instance: the instance itself, or its plain (or tagged) dict from a checkpoint's
+    hyper-parameters."""
+    if isinstance(value, Mapping):
+        value = from_plain(value, cls)
     if isinstance(value, cls):
         return value
-    if isinstance(value, Mapping) and "__class__" in value:
-        value = config_from_dict(dict(value))
-        if isinstance(value, cls):
-            return value
-    raise TypeError(f"{name} must be a {cls.__name__} (or its tagged dict from a checkpoint), got {value!r}")
+    raise TypeError(f"{name} must be a {cls.__name__} (or its dict from a checkpoint), got {value!r}")
 
 
 def option_parameters(init: Callable, inherited: Sequence[inspect.Parameter] = ()) -> tuple[inspect.Parameter, ...]:
@@ -215,14 +250,14 @@ class PerceiverTask(L.LightningModule):
             gradient_checkpointing=self.gradient_checkpointing,
             compile=self.compile_model,
         )
-        self._store_hparams({k: config_to_dict(v) for k, v in hparams.items()})
+        self._store_hparams({k: to_plain(v) for k, v in hparams.items()})
 
     #: the keyword options of ``__init__`` (a subclass's own first, then its base classes')
     init_options: ClassVar[tuple[inspect.Parameter, ...]] = option_parameters(__init__)
 
     def _model_config(self, config: Any, fields: dict[str, Any]) -> Any:
         """The model config: ``config`` (default: ``default_config()``) with ``fields`` replaced. Values may be the
-        tagged dicts of a checkpoint's hyper-parameters."""
+        plain dicts of a checkpoint's hyper-parameters."""
         cls = type(self).config_class
         if cls is None:
             if config is not None or fields:
@@ -235,7 +270,10 @@ class PerceiverTask(L.LightningModule):
                 f"{type(self).__name__} got unexpected arguments {unknown}: neither its options nor "
                 f"fields of {cls.__name__}"
             )
-        return dataclasses.replace(config, **{k: config_from_dict(v) for k, v in fields.items()}) if fields else config
+        hints = typing.get_type_hints(cls)
+        return (
+            dataclasses.replace(config, **{k: from_plain(v, hints[k]) for k, v in fields.items()}) if fields else config
+        )
 
     def _store_hparams(self, hparams: dict[str, Any]) -> None:
         """Set ``self.hparams`` (saved in checkpoints, logged) as Lightning's ``save_hyperparameters`` does. That

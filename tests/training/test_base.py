@@ -43,3 +43,26 @@ def test_subclass_options_are_stored_and_restored():
 def test_unknown_arguments_are_refused():
     with pytest.raises(TypeError, match=r"unexpected arguments \['nope'\]"):
         MaskedLanguageModelTask(nope=1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MaskedLanguageModelTask",
+        "SequenceClassificationTask",
+        "MultitaskClassificationTask",
+        "ImageClassificationTask",
+        "OpticalFlowTask",
+        "MultimodalAutoencodingTask",
+    ],
+)
+def test_plain_hparams_rebuild_the_same_module(name):
+    """Checkpoints keep hyper-parameters as plain data; the dataclasses (the multimodal union of adapter configs
+    included) come back from their field types."""
+    import perceiverio.training as training
+
+    task = getattr(training, name)()
+    leaves = str(dict(task.hparams))
+    assert "Config(" not in leaves and "__class__" not in leaves  # plain data only
+    again = type(task)(**dict(task.hparams))
+    assert again.model_config == task.model_config and again.optimizer_config == task.optimizer_config

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.config import check_positive
 from ..core.position import FourierPositionEncoding, num_fourier_channels
 
 
@@ -39,10 +40,7 @@ class AudioAdapterConfig:
     sine_only: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "samples_per_patch", "num_bands"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"AudioAdapterConfig.{name} must be a positive int, got {value!r}")
+        check_positive(self, "num_samples", "samples_per_patch", "num_bands")
         if self.num_samples % self.samples_per_patch:
             raise ValueError(
                 f"AudioAdapterConfig: num_samples ({self.num_samples}) must be a multiple of "

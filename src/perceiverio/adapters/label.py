@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.checks import check_range
+from ..core.config import check_positive
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,7 @@ class LabelAdapterConfig:
     num_query_channels: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("num_classes", "num_query_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"LabelAdapterConfig.{name} must be a positive int, got {value!r}")
+        check_positive(self, "num_classes", "num_query_channels")
 
     @property
     def num_input_channels(self) -> int:

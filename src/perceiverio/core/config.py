@@ -46,7 +46,8 @@ class EncoderConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive(
+            self,
             "num_latents",
             "num_latent_channels",
             "num_cross_attention_heads",
@@ -55,8 +56,7 @@ class EncoderConfig:
             "num_blocks",
             "cross_attention_widening_factor",
             "self_attention_widening_factor",
-        ):
-            _check_positive(self, name)
+        )
         v = self.v_channels if self.v_channels is not None else self.qk_channels
         if v is not None and v != self.num_latent_channels:
             raise ValueError(
@@ -85,8 +85,7 @@ class DecoderConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("num_query_channels", "num_heads", "widening_factor"):
-            _check_positive(self, name)
+        check_positive(self, "num_query_channels", "num_heads", "widening_factor")
         if self.num_output_channels is not None and self.num_output_channels <= 0:
             raise ValueError(f"DecoderConfig.num_output_channels must be positive, got {self.num_output_channels}")
 
@@ -106,8 +105,7 @@ class PerceiverConfig:
 
     def __post_init__(self) -> None:
         check_literals(self)
-        for name in ("encoder", "decoder"):
-            expected = EncoderConfig if name == "encoder" else DecoderConfig
+        for name, expected in (("encoder", EncoderConfig), ("decoder", DecoderConfig)):
             value = getattr(self, name)
             if value is not None and not isinstance(value, expected):
                 raise ValueError(f"{type(self).__name__}.{name} must be a {expected.__name__}, got {value!r}")
@@ -123,10 +121,12 @@ def check_literals(config: object) -> None:
             check_choice(getattr(config, f.name), typing.get_args(hint), f"{type(config).__name__}.{f.name}")
 
 
-def _check_positive(cfg: object, name: str) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}")
+def check_positive(config: object, *names: str) -> None:
+    """ValueError unless each named field of ``config`` is a positive int (the message names class and field)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .checks import check_features, check_mask
-from .config import DecoderConfig, PerceiverConfig
+from .config import DecoderConfig, PerceiverConfig, check_positive
 from .decoder import PerceiverDecoder
 from .encoder import PerceiverEncoder
 from .queries import LearnedQueries
@@ -33,10 +33,7 @@ class PerceiverIOConfig(PerceiverConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("num_input_channels", "num_output_queries"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"PerceiverIOConfig.{name} must be a positive int, got {value!r}")
+        check_positive(self, "num_input_channels", "num_output_queries")
 
 
 def build_encoder(config: PerceiverConfig, num_input_channels: int) -> PerceiverEncoder:

@@ -21,7 +21,7 @@ import torch
 
 from ..adapters.flow import FlowInputAdapter, FlowOutputAdapter
 from ..adapters.image import ImageAdapterConfig
-from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.position import num_fourier_channels
 from ..core.queries import InputQueries
@@ -70,9 +70,7 @@ class OpticalFlowConfig(PerceiverConfig):
         object.__setattr__(self, "train_size", _pair(self.train_size, "train_size"))
         if self.tile_size is not None:
             object.__setattr__(self, "tile_size", _pair(self.tile_size, "tile_size"))
-        for name in ("num_patch_channels", "num_bands"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"OpticalFlowConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        check_positive(self, "num_patch_channels", "num_bands")
         if self.decoder.num_query_channels != self.num_input_channels:
             raise ValueError(
                 f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the token width "

@@ -18,11 +18,10 @@ import torch.nn.functional as F
 
 from ..adapters.classification import ClassificationOutputAdapter
 from ..adapters.image import ImageAdapterConfig, ImageInputAdapter
-from ..core.checks import check_range
-from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.queries import LearnedQueries
-from .outputs import IGNORE_INDEX, ClassifierOutput
+from .outputs import ClassifierOutput, class_cross_entropy
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,8 +55,7 @@ class ImageClassifierConfig(PerceiverConfig):
             raise ValueError(
                 f"ImageClassifierConfig.adapter must be an ImageAdapterConfig for images (H, W), got {self.adapter!r}"
             )
-        if not isinstance(self.num_classes, int) or self.num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
+        check_positive(self, "num_classes")
         if self.decoder.num_output_channels not in (None, self.num_classes):
             raise ValueError(
                 f"decoder.num_output_channels ({self.decoder.num_output_channels}) must be None or "
@@ -241,9 +239,4 @@ class ImageClassifier(PerceiverIO):
                 f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]), got "
                 f"dtype {labels.dtype} and shape {list(labels.shape)}"
             )
-        keep = labels != IGNORE_INDEX
-        check_range(labels.masked_fill(~keep, 0), 0, k, f"labels (or {IGNORE_INDEX} to ignore an example)")
-        nll = F.cross_entropy(
-            logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=smoothing
-        )
-        return nll / keep.sum().clamp(min=1)
+        return class_cross_entropy(logits, labels, smoothing)

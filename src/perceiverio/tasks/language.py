@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from ..adapters.classification import ClassificationOutputAdapter, MultitaskOutputAdapter
 from ..adapters.text import TextInputAdapter, TiedTokenOutputAdapter
 from ..core.checks import check_indices, check_mask, check_range
-from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
+from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.queries import LearnedQueries
 from ..tokenizer import VOCAB_SIZE
 from .locality import local_routing_init_
-from .outputs import IGNORE_INDEX, ClassifierOutput, MaskedLMOutput
+from .outputs import IGNORE_INDEX, ClassifierOutput, MaskedLMOutput, class_cross_entropy
 
 # the released 201M model: 256 × 1280 latents and 8 self-attention heads (EncoderConfig defaults), 8 cross-attention
 # heads, 26 layers, qk 256
@@ -117,8 +117,7 @@ class SequenceClassifierConfig(TextConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.num_classes, int) or self.num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
+        check_positive(self, "num_classes")
 
     @classmethod
     def language_perceiver(cls, num_classes: int = 2, **overrides) -> SequenceClassifierConfig:
@@ -261,10 +260,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     if labels.dtype.is_floating_point:
         raise ValueError(f"classification labels must be integer class ids, got dtype {labels.dtype}")
-    labels = labels.long()
-    check_range(labels.masked_fill(labels == IGNORE_INDEX, 0), 0, num_classes, "labels")
-    nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return class_cross_entropy(logits, labels)
 
 
 class SequenceClassifier(PerceiverIO):

@@ -5,9 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+
+from ..core.checks import check_range
 
 IGNORE_INDEX = -100
 """A label equal to this is ignored by every loss (unmasked MLM positions, unlabelled examples or tasks)."""
+
+
+def class_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of ``logits [B, K]`` over the examples whose class id in ``labels [B]`` is not
+    :data:`IGNORE_INDEX`, 0 when none is. Ids must lie in ``[0, K)`` (a value-reading check); nothing else reads
+    tensor values."""
+    keep = labels != IGNORE_INDEX
+    check_range(labels.masked_fill(~keep, 0), 0, logits.shape[-1], f"labels (or {IGNORE_INDEX} to ignore an example)")
+    nll = F.cross_entropy(
+        logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing
+    )
+    return nll / keep.sum().clamp(min=1)
 
 
 @dataclass

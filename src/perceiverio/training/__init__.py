@@ -1,6 +1,6 @@
-"""Training: the Lightning task modules (:mod:`.lightning_modules`, on the base :class:`PerceiverTask` of
-:mod:`.base`), optimiser recipes, callbacks, metrics and augmentation. The data modules live in
-:mod:`perceiverio.data`.
+"""Training: the Lightning task modules (:mod:`.language`, :mod:`.image`, :mod:`.flow`, :mod:`.multimodal`, on the
+base :class:`PerceiverTask` of :mod:`.base` and the shared steps of :mod:`.evaluation`), optimiser recipes,
+callbacks, metrics and augmentation. The data modules live in :mod:`perceiverio.data`.
 
 Lightning is imported on first use of a name, so ``import perceiverio`` (inference, conversion) stays light: torch
 only.
@@ -15,12 +15,12 @@ _LAZY = {
     "ProgressLog": "callbacks",
     "OptimizerConfig": "base",
     "PerceiverTask": "base",
-    "ImageClassificationTask": "lightning_modules",
-    "MaskedLanguageModelTask": "lightning_modules",
-    "MultimodalAutoencodingTask": "lightning_modules",
-    "MultitaskClassificationTask": "lightning_modules",
-    "OpticalFlowTask": "lightning_modules",
-    "SequenceClassificationTask": "lightning_modules",
+    "ImageClassificationTask": "image",
+    "MaskedLanguageModelTask": "language",
+    "MultimodalAutoencodingTask": "multimodal",
+    "MultitaskClassificationTask": "language",
+    "OpticalFlowTask": "flow",
+    "SequenceClassificationTask": "language",
     "StepInBackward": "optim",
 }
 

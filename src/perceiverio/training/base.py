@@ -3,7 +3,8 @@
 :class:`PerceiverTask` holds a task model (``self.model``, e.g. a :class:`~perceiverio.MaskedLanguageModel`) and
 gives it the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight
 decay, none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
-modules of :mod:`perceiverio.training.lightning_modules` add the losses and metrics.
+modules (:mod:`perceiverio.training.language`, ``.image``, ``.flow``, ``.multimodal``, on
+:class:`~perceiverio.training.evaluation.EvaluatedTask`) add the losses and metrics.
 
 **Flat options.** A task module takes the fields of its model's config dataclass directly, next to its training
 options: ``MaskedLanguageModelTask(max_seq_len=128, encoder=EncoderConfig(...), optimizer=...)``, in YAML

@@ -1,8 +1,10 @@
-"""Optical-flow data: procedural pairs with exact ground truth (embedded), FlyingChairs-style folders, and the
-Middlebury motorcycle stereo pair of scikit-image for validation.
+"""Optical-flow data: procedural pairs with exact ground truth (embedded), folders of FlyingChairs, MPI-Sintel and
+KITTI pairs (:func:`~perceiverio.data.readers.flow.find_flow_pairs`), and the Middlebury motorcycle stereo pair of
+scikit-image for validation.
 
-Batches: ``{"frames": [B, 2, 3, H, W] float32 RGB in [-1, 1], "flow": [B, 2, H, W] float32 (u, v) in pixels of the
-``image_size`` grid (frame 1 -> frame 2), "valid": [B, H, W] bool (ground truth known)}``.
+Batches: ``{"frames": [B, 2, 3, H, W] float32 RGB in [-1, 1], "flow": [B, 2, H, W] float32 (u, v) in pixels
+(frame 1 -> frame 2), "valid": [B, H, W] bool (ground truth known)}``, at ``image_size`` for training, and at the
+frames' own size for the evaluation folders ``val_path`` and ``test_path``.
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .readers.flow import (
+    LAYOUTS_LOOKED_FOR,
+    SINTEL_PASSES,
     UNKNOWN_FLOW,
+    FlowPair,
     find_flow_pairs,
+    frame_size,
     middlebury_motorcycle,
-    read_flo,
+    read_flow,
     read_frame,
     resize_flow,
     resize_frames,
 )
-from .sampling import ListDataset, SplitLoaders, check_image_size, check_positive
+from .sampling import ListDataset, SplitLoaders, check_image_size, check_positive, loader
 from .synthetic_flow import SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
@@ -39,17 +45,25 @@ def make_pair(
     img2: np.ndarray,
     flow: np.ndarray,
     valid: np.ndarray | None,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     source: str = "pair",
 ) -> dict[str, torch.Tensor]:
-    """Two uint8 ``[h, w, 3]`` frames and ``[h, w, 2]`` flow -> an item cropped (centred, to the aspect ratio of
-    ``size``) and resized to ``size`` = (H, W), flow vectors rescaled to the new grid."""
+    """Two uint8 ``[h, w, 3]`` frames and ``[h, w, 2]`` flow (``valid`` ``[h, w]`` bool or None: where the flow
+    is finite and below the unknown marker) -> an item cropped (centred, to the aspect ratio of ``size``) and
+    resized to ``size`` = (H, W), flow vectors rescaled to the new grid; ``size=None`` keeps the frames' size
+    (flow zero where unknown)."""
     if img1.shape != img2.shape or img1.shape[:2] != flow.shape[:2]:
         raise ValueError(
             f"{source}: frames {img1.shape[:2]}, {img2.shape[:2]} and flow {flow.shape[:2]} differ in size"
         )
     known = np.isfinite(flow).all(-1) & (np.abs(flow) < UNKNOWN_FLOW).all(-1)
     valid = known if valid is None else (known & valid)
+    if size is None:
+        return {
+            "frames": _to_unit(np.stack([img1, img2])).contiguous(),  # [2, 3, h, w]
+            "flow": torch.from_numpy(np.where(valid[..., None], flow, 0.0).astype(np.float32)).permute(2, 0, 1),
+            "valid": torch.from_numpy(valid),  # [h, w]
+        }
     frames = resize_frames(_to_unit(np.stack([img1, img2])), size).clamp(-1.0, 1.0)
     fl, ok = resize_flow(
         torch.from_numpy(np.where(valid[..., None], flow, 0.0)).permute(2, 0, 1), torch.from_numpy(valid), size
@@ -58,9 +72,11 @@ def make_pair(
 
 
 class FlowFolderDataset(Dataset):
-    """FlyingChairs-style triples ``(frame 1, frame 2, .flo)`` read on demand, cropped and resized to ``size``."""
+    """Pairs ``(frame 1, frame 2, flow file)`` (:class:`~perceiverio.data.readers.flow.FlowPair`: ``.flo`` or
+    KITTI ``.png`` flow) read on demand, cropped and resized to ``size``, or at their own size when ``size`` is
+    None."""
 
-    def __init__(self, triples: list[tuple[Path, Path, Path]], size: tuple[int, int]) -> None:
+    def __init__(self, triples: list[FlowPair], size: tuple[int, int] | None) -> None:
         self.triples, self.size = triples, size
 
     def __len__(self) -> int:
@@ -68,7 +84,12 @@ class FlowFolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         a, b, f = self.triples[i]
-        return make_pair(read_frame(a), read_frame(b), read_flo(f), None, self.size, str(a))
+        flow, valid = read_flow(f)
+        return make_pair(read_frame(a), read_frame(b), flow, valid, self.size, str(a))
+
+    def same_size(self) -> bool:
+        """Whether every pair's frames have one size (so that they can share a batch); read from the headers."""
+        return self.size is not None or len({frame_size(t[0]) for t in self.triples}) <= 1
 
 
 def middlebury_pair(size: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -83,14 +104,20 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
 
     Training: ``path=None``: ``num_train`` procedural pairs with exact ground truth (see
     :mod:`~perceiverio.data.synthetic_flow`; displacements ≤ ``max_displacement`` pixels); or ``path``, a
-    folder (searched recursively) of FlyingChairs-style pairs ``NAME-img0.ppm``/``-img1.ppm``/``-gt.flo`` or
-    ``NAME_img1``/``_img2``/``_flow``, read on demand, centre-cropped to the aspect ratio of ``image_size`` and
-    resized to it (flow vectors scaled by the resize factors).
+    folder (searched at any depth) of FlyingChairs, MPI-Sintel (pass ``sintel_pass``) or KITTI pairs, read on
+    demand, centre-cropped to the aspect ratio of ``image_size`` and resized to it (flow vectors scaled by the
+    resize factors; KITTI's pixels without ground truth stay out of the loss). A FlyingChairs release with its
+    ``FlyingChairs_train_val.txt`` trains on the pairs labelled 1 only.
 
-    Validation (``val_source``): ``"synthetic"`` (``num_val`` procedural pairs independent of the training pairs),
-    ``"middlebury"`` (the real motorcycle stereo pair of scikit-image as left -> right flow, u = -disparity), or
-    ``"path"`` (the pairs under ``path/val`` when that folder exists, else ``num_val`` pairs held out of ``path``,
-    seeded).
+    Validation: ``val_path``, a folder in any of those layouts, evaluated at the frames' own size (the task tiles
+    frames larger than the model's tile), only on its validation pairs when it is a FlyingChairs release with the
+    split file; it replaces ``val_source``. Otherwise ``val_source``: ``"synthetic"`` (``num_val`` procedural pairs
+    independent of the training pairs), ``"middlebury"`` (the real motorcycle stereo pair of scikit-image as left
+    -> right flow, u = -disparity), or ``"path"`` (the pairs under ``path/val`` when that folder exists, else
+    ``num_val`` pairs held out of ``path``, seeded; both at ``image_size``).
+
+    Test (``trainer.test``, ``perceiverio test``): ``test_path``, a folder like ``val_path``, at the frames' own
+    size. Evaluation batches hold ``batch_size`` pairs when all of a folder's frames have one size, else one.
     """
 
     def __init__(
@@ -102,6 +129,9 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         batch_size: int = 8,
         max_displacement: float = 6.0,
         val_source: str = "synthetic",
+        val_path: str | None = None,
+        test_path: str | None = None,
+        sintel_pass: str = "clean",
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -110,30 +140,40 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size, max_displacement=max_displacement)
         if val_source not in VAL_SOURCES:
             raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
-        if val_source == "path" and path is None:
+        if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")
-        if path is not None and not Path(path).expanduser().is_dir():
-            raise ValueError(
-                f"flow path {path!r} is not a folder; expected FlyingChairs-style pairs "
-                "(NAME-img0.ppm, NAME-img1.ppm, NAME-gt.flo)"
-            )
+        if sintel_pass not in SINTEL_PASSES:
+            raise ValueError(f"sintel_pass must be one of {', '.join(SINTEL_PASSES)}, got {sintel_pass!r}")
+        for name, folder in (("path", path), ("val_path", val_path), ("test_path", test_path)):
+            if folder is not None and not Path(folder).expanduser().is_dir():
+                raise ValueError(f"flow {name} {folder!r} is not a folder; expected a folder of {LAYOUTS_LOOKED_FOR}")
         self.save_hyperparameters()
         self.path, self.image_size, self.num_train, self.num_val = path, image_size, num_train, num_val
         self.batch_size, self.max_displacement, self.val_source = batch_size, max_displacement, val_source
+        self.val_path, self.test_path, self.sintel_pass = val_path, test_path, sintel_pass
         self.num_workers, self.seed = num_workers, seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.test_set: FlowFolderDataset | None = None
+
+    def _pairs(self, folder: str | Path, split: str) -> list[FlowPair]:
+        return find_flow_pairs(folder, self.sintel_pass, split)
+
+    def _evaluation_set(self, folder: str) -> FlowFolderDataset:
+        """The pairs of an evaluation folder at their own size (a FlyingChairs release: its validation pairs)."""
+        return FlowFolderDataset(self._pairs(folder, "val"), None)
 
     def _folder_sets(self) -> tuple[Dataset, Dataset | None]:
         root = Path(self.path).expanduser()
-        if self.val_source == "path" and (root / "val").is_dir():
+        holding_out = self.val_source == "path" and self.val_path is None
+        if holding_out and (root / "val").is_dir():
             train_root = root / "train" if (root / "train").is_dir() else root
-            triples = [t for t in find_flow_pairs(train_root) if root / "val" not in t[0].parents]
+            triples = [t for t in self._pairs(train_root, "train") if root / "val" not in t[0].parents]
             return FlowFolderDataset(triples, self.image_size), FlowFolderDataset(
-                find_flow_pairs(root / "val"), self.image_size
+                self._pairs(root / "val", "val"), self.image_size
             )
-        triples = find_flow_pairs(root)
-        if self.val_source != "path":
+        triples = self._pairs(root, "train")
+        if not holding_out:
             return FlowFolderDataset(triples, self.image_size), None
         if len(triples) < 2:
             raise ValueError(f"flow folder {self.path!r} has {len(triples)} pair(s); need 2 to hold one out")
@@ -144,6 +184,11 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
+        """Stage ``"test"``: the ``test_path`` pairs; any other: the training and validation sets."""
+        if stage == "test":
+            if self.test_set is None and self.test_path is not None:
+                self.test_set = self._evaluation_set(self.test_path)
+            return
         if self.train_set is not None:
             return
         val = None
@@ -151,8 +196,29 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
             train = SyntheticFlowDataset(self.num_train, self.image_size, self.max_displacement, self.seed, stream=0)
         else:
             train, val = self._folder_sets()
-        if self.val_source == "synthetic":
+        if self.val_path is not None:
+            val = self._evaluation_set(self.val_path)
+        elif self.val_source == "synthetic":
             val = SyntheticFlowDataset(self.num_val, self.image_size, self.max_displacement, self.seed, stream=1)
         elif self.val_source == "middlebury":
             val = ListDataset([middlebury_pair(self.image_size)])
         self.train_set, self.val_set = train, val
+
+    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
+        """Batches in order; one pair per batch for a folder whose frames differ in size (they cannot be stacked)."""
+        same = not isinstance(dataset, FlowFolderDataset) or dataset.same_size()
+        return loader(dataset, self.batch_size if same else 1, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._evaluation_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        """The ``test_path`` pairs in order, at their own size; a ValueError when no ``test_path`` was given."""
+        if self.test_path is None:
+            raise ValueError(
+                "FlowDataModule has no test set: give test_path (--data.test_path FOLDER), a folder of "
+                f"{LAYOUTS_LOOKED_FOR}"
+            )
+        self.setup("test")
+        return self._evaluation_loader(self.test_set)

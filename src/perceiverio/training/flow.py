@@ -17,7 +17,9 @@ class OpticalFlowTask(EvaluatedTask):
     Batch: ``{"frames" [B, 2, 3, H, W] in [-1, 1], "flow" [B, 2, H, W] in pixels, optional "valid" [B, H, W]
     bool}``. Validation frames of the training size (or smaller) go through the model at once; larger ones are
     tiled as in the official evaluation (:meth:`~perceiverio.tasks.flow.OpticalFlow.predict`). Logs ``train/loss``
-    (= ``train/epe``) and ``val/epe`` (averaged over every valid pixel of the validation set).
+    (= ``train/epe``), ``val/epe`` (averaged over every valid pixel of the validation set) and ``val/zero_epe``,
+    the EPE of predicting no motion over the same pixels (the mean ground-truth flow magnitude: a model must score
+    below it to have learnt anything). ``test`` logs the same as ``test/epe`` and ``test/zero_epe``.
     """
 
     config_class, default_config = OpticalFlowConfig, OpticalFlowConfig.tiny
@@ -26,6 +28,7 @@ class OpticalFlowTask(EvaluatedTask):
         super().__init__(config, **kwargs)
         self._setup_model(OpticalFlow(self.model_config))
         self.val_epe = RatioMetric()
+        self.val_zero_epe = RatioMetric()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames, flow = require(batch, "frames", "flow"), require(batch, "flow", "flow")
@@ -39,7 +42,9 @@ class OpticalFlowTask(EvaluatedTask):
         h, w = frames.shape[-2:]
         th, tw = self.model.config.tile
         prediction = self.model.predict(frames) if (h >= th and w >= tw and (h, w) != (th, tw)) else self(frames)
-        self.val_epe.update(*epe_stats(prediction, flow, batch_value(batch, "valid")))
+        valid = batch_value(batch, "valid")  # [B, H, W] bool or None
+        self.val_epe.update(*epe_stats(prediction, flow, valid))
+        self.val_zero_epe.update(*epe_stats(torch.zeros_like(flow), flow, valid))
 
     def on_validation_epoch_end(self) -> None:
-        self.log_metrics({"val/epe": self.val_epe}, prog_bar=("val/epe",))
+        self.log_metrics({"val/epe": self.val_epe, "val/zero_epe": self.val_zero_epe}, prog_bar=("val/epe",))

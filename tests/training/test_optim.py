@@ -11,7 +11,9 @@ from torch import nn
 from perceiverio.tasks import MaskedLanguageModel, MaskedLanguageModelConfig
 from perceiverio.training.optim import (
     Lamb,
+    LRSchedule,
     StepInBackward,
+    budget_lr_factor,
     build_optimizer,
     lr_factor,
     param_groups,
@@ -143,3 +145,35 @@ def test_step_in_backward_remove_restores_plain_backward():
     before = model.weight.detach().clone()
     model(torch.randn(3, 4)).sum().backward()  # hooks removed: a plain gradient, no update
     assert model.weight.grad is not None and torch.equal(before, model.weight)
+
+
+def test_budget_schedule_is_the_step_schedule_when_progress_counts_steps():
+    total, warmup = 20, 5
+    for step in range(total + 1):
+        by_budget = budget_lr_factor(step, step / total, "warmup_cosine", warmup, warmup / total)
+        assert by_budget == pytest.approx(lr_factor(step, total, "warmup_cosine", warmup), abs=1e-12)
+    # constant_cosine: flat to the fraction, then the closed-form cosine of the remaining share
+    assert budget_lr_factor(3, 0.49, "constant_cosine", constant_fraction=0.5) == 1.0
+    assert budget_lr_factor(3, 0.75, "constant_cosine", constant_fraction=0.5) == pytest.approx(0.5)
+    assert budget_lr_factor(3, 1.0, "constant_cosine", constant_fraction=0.5) == pytest.approx(0.0)
+    assert budget_lr_factor(3, 0.3, "constant") == 1.0
+
+
+def test_timed_schedule_anneals_over_the_time_budget():
+    schedule = LRSchedule(float("inf"), "warmup_cosine", warmup_steps=2, timed=True)
+    assert [schedule(0), schedule(1)] == [0.5, 1.0]  # warm-up counts steps
+    schedule.time_fraction = 0.2
+    assert schedule(2) == 1.0  # warm-up ended at 20% of the budget: the cosine starts there
+    assert schedule.warmup_progress == 0.2
+    schedule.time_fraction = 0.6
+    assert schedule(50) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    schedule.time_fraction = 1.0
+    assert schedule(90) == pytest.approx(0.0)
+    # a step limit reached before the time limit wins: progress is the larger of the two
+    both = LRSchedule(10, "constant_cosine", constant_fraction=0.0, timed=True)
+    both.time_fraction = 0.1
+    assert both(5) == pytest.approx(0.5)
+    # untimed: exactly lr_factor; the checkpointed state is plain numbers
+    plain = LRSchedule(10, "warmup_cosine", warmup_steps=3)
+    assert [plain(s) for s in range(11)] == [lr_factor(s, 10, "warmup_cosine", 3) for s in range(11)]
+    assert all(isinstance(v, (int, float, str, bool, type(None))) for v in vars(both).values())

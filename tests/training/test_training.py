@@ -345,6 +345,29 @@ def test_image_augmentation_mixup_cutmix_soft_labels():
 
 
 # ---------------------------------------------------------------------------------------- optimiser recipes
+def test_a_run_capped_by_max_time_anneals_the_rate_over_its_time_budget(monkeypatch):
+    """trainer.max_time with no step limit: the schedule follows elapsed / budget and ends at 0 when the cap stops
+    the run. A fake clock makes each step take 10 s of a 40 s budget (the clock moves at each forward)."""
+    from lightning.pytorch.callbacks import Timer
+
+    config = OptimizerConfig(lr=1e-2, schedule="constant_cosine", constant_fraction=0.0)
+    module = MaskedLanguageModelTask(MLM, optimizer=config)
+    forwards = []
+    module.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    monkeypatch.setattr(Timer, "time_elapsed", lambda self, stage="train": 10.0 * len(forwards))
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    t = trainer(max_time={"seconds": 40}, callbacks=[Record()])
+    t.fit(module, loader(mlm_examples(2) * 8, batch_size=2))
+    assert t.global_step == 4  # stopped by the time cap, not by the data (8 batches per epoch, endless epochs)
+    assert seen == pytest.approx([1e-2 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)])
+    assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # annealed at the cap
+
+
 def test_lr_follows_the_schedule_and_decay_skips_biases():
     config = OptimizerConfig(lr=1e-2, schedule="warmup_cosine", warmup_steps=2, weight_decay=0.1)
     module = MaskedLanguageModelTask(MLM, optimizer=config)

@@ -2,9 +2,9 @@
 
 :class:`PerceiverTask` holds a task model (``self.model``, e.g. a :class:`~perceiverio.MaskedLanguageModel`) and
 gives it the paper's optimiser (LAMB or AdamW over :func:`~perceiverio.training.optim.param_groups`: decoupled weight
-decay, none on biases and norms) with a per-step schedule (:func:`~perceiverio.training.optim.lr_factor`). The task
-modules (:mod:`perceiverio.training.language`, ``.image``, ``.flow``, ``.multimodal``, on
-:class:`~perceiverio.training.evaluation.EvaluatedTask`) add the losses and metrics.
+decay, none on biases and norms) with a per-step schedule (:class:`~perceiverio.training.optim.LRSchedule`, over the
+steps or the ``max_time`` budget). The task modules (:mod:`perceiverio.training.language`, ``.image``, ``.flow``,
+``.multimodal``, on :class:`~perceiverio.training.evaluation.EvaluatedTask`) add the losses and metrics.
 
 **Flat options.** A task module takes the fields of its model's config dataclass directly, next to its training
 options: ``MaskedLanguageModelTask(max_seq_len=128, encoder=EncoderConfig(...), optimizer=...)``, in YAML
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import inspect
 import math
 import os
@@ -38,12 +37,13 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict
-from .optim import StepInBackward, build_optimizer, lr_factor, param_shapes
+from .optim import LRSchedule, StepInBackward, build_optimizer, param_shapes
 
 OPTIMIZERS = ("lamb", "adamw")
 SCHEDULES = ("warmup_cosine", "constant_cosine", "constant")
@@ -59,7 +59,8 @@ class OptimizerConfig:
     schedule: ``"warmup_cosine"`` (linear warm-up over ``warmup_steps``, then cosine to 0: MLM, flow),
         ``"constant_cosine"`` (flat for ``constant_fraction`` of training, then cosine to 0: ImageNet) or
         ``"constant"``. The total is the trainer's ``estimated_stepping_batches`` (``max_steps`` or
-        epochs × batches / accumulation).
+        epochs × batches / accumulation); with ``trainer.max_time`` the schedule runs over the wall-time budget
+        too (whichever limit comes first), so a run stopped by its time cap ends with the rate annealed to 0.
     step_in_backward: update each parameter during backward as soon as its gradient is complete, and free that
         gradient (:class:`~perceiverio.training.optim.StepInBackward`): the same updates with one copy of the
         parameters less in memory (0.75 GiB for the 201M MLM). Incompatible with ``accumulate_grad_batches > 1``,
@@ -310,27 +311,33 @@ class PerceiverTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.optimizer_config
         optimizer = build_optimizer(self.model, c.name, c.lr, c.weight_decay, c.betas, c.eps, self._param_shapes)
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            if c.schedule != "constant":
-                raise ValueError(
-                    f"the {c.schedule!r} schedule needs a finite training length: set trainer "
-                    "max_steps or max_epochs (or use optimizer.schedule=constant)"
-                )
-            total = 1
-        factor = functools.partial(
-            lr_factor,
-            total_steps=max(int(total), 1),
-            schedule=c.schedule,
-            warmup_steps=c.warmup_steps,
-            constant_fraction=c.constant_fraction,
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        total, timed = self.trainer.estimated_stepping_batches, self._time_budget() is not None
+        if not math.isfinite(total) and not timed and c.schedule != "constant":
+            raise ValueError(
+                f"the {c.schedule!r} schedule needs a finite training length: set trainer max_steps, max_epochs "
+                "or max_time (or use optimizer.schedule=constant)"
+            )
+        self._lr_schedule = LRSchedule(total, c.schedule, c.warmup_steps, c.constant_fraction, timed=timed)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_schedule)
         if c.step_in_backward:
             self._check_step_in_backward()
             self._remove_step_in_backward()
             self._step_in_backward = StepInBackward(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def _time_budget(self) -> Timer | None:
+        """The trainer's wall-time limit (``max_time``), if it has one."""
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        return timer if timer is not None and timer.time_remaining() is not None else None
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Tell a time-budgeted learning-rate schedule how much of ``max_time`` has passed: the time after this
+        step's backward, which sets the rate of the next step (Lightning steps the scheduler after the optimiser)."""
+        schedule = getattr(self, "_lr_schedule", None)
+        timer = self._time_budget() if schedule is not None and schedule.timed else None
+        if timer is not None:
+            elapsed = timer.time_elapsed()
+            schedule.time_fraction = min(elapsed / max(elapsed + timer.time_remaining(), 1e-9), 1.0)
 
     def _check_step_in_backward(self) -> None:
         t = self.trainer

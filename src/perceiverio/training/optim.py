@@ -208,3 +208,77 @@ def lr_factor(
         raise ValueError(f"schedule must be 'warmup_cosine', 'constant_cosine' or 'constant', got {schedule!r}")
     progress = min(max(step - start, 0) / max(total_steps - start, 1), 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def budget_lr_factor(
+    step: int,
+    progress: float,
+    schedule: str = "warmup_cosine",
+    warmup_steps: int = 0,
+    warmup_progress: float = 0.0,
+    constant_fraction: float = 0.5,
+) -> float:
+    """Multiplier of the base learning rate when training is ``progress`` (0..1) of the way through its budget
+    (wall time, steps, or the larger of the two), at optimiser step ``step``.
+
+    ``warmup_cosine``: linear warm-up over the first ``warmup_steps`` steps, then cosine from 1 at
+    ``warmup_progress`` (the progress when warm-up ended) to 0 at progress 1. ``constant_cosine``: 1 until
+    ``constant_fraction``, then cosine to 0 at 1. ``constant``: 1. With ``progress = step / total_steps`` and
+    ``warmup_progress = warmup_steps / total_steps`` this is :func:`lr_factor`'s warm-up-then-cosine.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "warmup_cosine":
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        start = warmup_progress
+    elif schedule == "constant_cosine":
+        start = constant_fraction
+        if progress < start:
+            return 1.0
+    else:
+        raise ValueError(f"schedule must be 'warmup_cosine', 'constant_cosine' or 'constant', got {schedule!r}")
+    if start >= 1.0:
+        return 0.0
+    x = min(max(progress - start, 0.0) / (1.0 - start), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * x))
+
+
+class LRSchedule:
+    """The learning-rate factor of every optimiser step (a ``LambdaLR`` callable; its numbers are checkpointed with
+    the scheduler, so a resumed run continues the same curve).
+
+    Without a time budget it is :func:`lr_factor` over ``total_steps``. With one (``trainer.max_time``), the task
+    sets :attr:`time_fraction` (elapsed / budget) before each step and the factor follows :func:`budget_lr_factor`
+    at ``progress = max(step / total_steps, time_fraction)``: a run capped by wall time ends annealed at its cap,
+    whichever of the step and time limits comes first.
+    """
+
+    def __init__(
+        self,
+        total_steps: float,
+        schedule: str = "warmup_cosine",
+        warmup_steps: int = 0,
+        constant_fraction: float = 0.5,
+        timed: bool = False,
+    ) -> None:
+        self.total_steps = float(total_steps)
+        self.schedule, self.warmup_steps, self.constant_fraction = schedule, int(warmup_steps), constant_fraction
+        self.timed = bool(timed)
+        self.time_fraction = 0.0
+        self.warmup_progress: float | None = None
+
+    def progress(self, step: int) -> float:
+        by_steps = step / self.total_steps if math.isfinite(self.total_steps) and self.total_steps > 0 else 0.0
+        return min(max(by_steps, self.time_fraction), 1.0)
+
+    def __call__(self, step: int) -> float:
+        if not self.timed:
+            total = max(int(self.total_steps), 1) if math.isfinite(self.total_steps) else 1
+            return lr_factor(step, total, self.schedule, self.warmup_steps, self.constant_fraction)
+        progress = self.progress(step)
+        if self.warmup_progress is None and step >= self.warmup_steps:
+            self.warmup_progress = progress
+        return budget_lr_factor(
+            step, progress, self.schedule, self.warmup_steps, self.warmup_progress or 0.0, self.constant_fraction
+        )

@@ -1,5 +1,6 @@
 """Reproducible per-epoch sampling and the other pieces the data modules share: :func:`loader` (with
-:class:`SplitLoaders`), padding collators and argument checks.
+:class:`SplitLoaders`), datasets that serve whole batches (:class:`BatchedDataset`), padding collators and argument
+and label checks.
 
 :class:`EpochSampler` yields a fresh, seeded list of sample descriptions every epoch (for example ``(start,
 mask_seed)`` pairs of text windows); the dataset turns a description into a sample. Lightning calls
@@ -10,7 +11,8 @@ the list between ranks: every rank draws the same list, so the split is consiste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,16 +66,39 @@ class DescribedDataset(Dataset):
 
 
 class ListDataset(Dataset):
-    """Items of a list (precomputed, fixed samples such as validation sets)."""
+    """Items of a list (precomputed, fixed samples such as validation sets), or ``make(items[i])`` when ``make``
+    is given (samples built when loaded from fixed descriptions)."""
 
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
+    def __init__(self, items: list[Any], make: Callable[[Any], Any] | None = None) -> None:
+        self.items, self.make = items, make
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Any:
-        return self.items[i]
+        return self.items[i] if self.make is None else self.make(self.items[i])
+
+
+class BatchedDataset(Dataset):
+    """A map-style dataset that builds a whole batch at once: the DataLoader's fetcher calls ``__getitems__`` with
+    the indices of a batch (the sampler's order, so shuffling and distributed sampling are unchanged) and gets the
+    batch already stacked, with no per-item work and no collation (:func:`loader` passes :func:`collated`).
+    Subclasses implement ``__len__`` and ``batch(indices [B] long) -> {name: [B, ...] tensor}``; ``dataset[i]``
+    is item ``i`` of the one-item batch."""
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.batch(torch.tensor([int(i)])).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.batch(torch.as_tensor(indices, dtype=torch.long))
+
+
+def collated(batch: Any) -> Any:
+    """The collate function of a :class:`BatchedDataset`: its batches arrive collated (module level: picklable)."""
+    return batch
 
 
 def loader(
@@ -86,7 +111,10 @@ def loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader with our defaults: seeded shuffling, persistent workers when there are workers."""
+    """A DataLoader with our defaults: seeded shuffling, persistent workers when there are workers; a
+    :class:`BatchedDataset` serves each batch in one call."""
+    if collate_fn is None and isinstance(dataset, BatchedDataset):
+        collate_fn = collated
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
     return DataLoader(
         dataset,
@@ -99,6 +127,29 @@ def loader(
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
     )
+
+
+def check_source(path: str | None, dataset: str | None) -> None:
+    """``path`` and ``dataset`` are alternatives; a given ``path`` must exist."""
+    if path is not None and dataset is not None:
+        raise ValueError(f"give either path or dataset, not both; got path={path!r} and dataset={dataset!r}")
+    if path is not None and not Path(path).expanduser().exists():
+        raise ValueError(f"data path {path!r} does not exist")
+
+
+def check_labels(
+    labels: Sequence[int] | np.ndarray, num_classes: int, source: str, unit: str = "row", first: int = 1
+) -> None:
+    """A one-line ``ValueError`` naming ``source`` and the ``unit`` (numbered from ``first``) of the first label
+    outside ``[0, num_classes)``."""
+    a = np.asarray(labels, dtype=np.int64)
+    bad = np.flatnonzero((a < 0) | (a >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"{source} {unit} {i + first}: label {int(a[i])} is outside [0, {num_classes}) ({num_classes} classes; "
+            f"{len(bad)} such label(s) in all)"
+        )
 
 
 def check_positive(**values: float) -> None:

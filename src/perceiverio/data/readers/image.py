@@ -23,12 +23,13 @@ _IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 _IDX_CODES = {np.dtype(v).newbyteorder("=") if v.itemsize > 1 else v: k for k, v in _IDX_TYPES.items()}
-# the four MNIST-layout files: (split, kind) -> name stem (also matched with "." instead of the last "-")
+# the four MNIST-layout files: (split, kind) -> name stem (also matched with "." instead of the last "-"); the t10k
+# files are the releases' test set
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",
     ("train", "labels"): "train-labels-idx1-ubyte",
-    ("val", "images"): "t10k-images-idx3-ubyte",
-    ("val", "labels"): "t10k-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 
 
@@ -76,9 +77,9 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 
 def find_idx_files(folder: str | Path) -> dict[tuple[str, str], Path]:
-    """The MNIST-layout IDX files present in ``folder``: ``{("train"|"val", "images"|"labels"): path}``; names
-    as in the MNIST/Fashion-MNIST releases (``train-images-idx3-ubyte[.gz]``, ``t10k-...``), ``.`` instead of the
-    last ``-`` also accepted."""
+    """The MNIST-layout IDX files present in ``folder``: ``{("train"|"test", "images"|"labels"): path}``; names
+    as in the MNIST/Fashion-MNIST releases (``train-images-idx3-ubyte[.gz]``, ``t10k-...`` for the test set), ``.``
+    instead of the last ``-`` also accepted."""
     root = Path(folder)
     found = {}
     for key, stem in IDX_NAMES.items():
@@ -91,15 +92,12 @@ def find_idx_files(folder: str | Path) -> dict[tuple[str, str], Path]:
 
 
 def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (images [N, H, W] uint8, labels [N] int64), "val": ...}`` from a folder of IDX files ("val" =
-    the t10k files, absent when they are)."""
+    """``{"train": (images [N, H, W] or [N, H, W, 3] uint8, labels [N] int64), "test": ...}`` from a folder of IDX
+    files ("test" = the t10k files); a split is present when both of its files are. A ValueError names the folder
+    when neither pair is complete, and the file and index of a negative label."""
     files = find_idx_files(folder)
-    if ("train", "images") not in files or ("train", "labels") not in files:
-        raise ValueError(
-            f"{str(folder)!r} has no train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] IDX files"
-        )
     out = {}
-    for split in ("train", "val"):
+    for split in ("train", "test"):
         if (split, "images") in files and (split, "labels") in files:
             x, y = read_idx(files[split, "images"]), read_idx(files[split, "labels"])
             if x.ndim == 4 and x.shape[-1] in (1, 3):  # [N, H, W, C] variants
@@ -109,7 +107,19 @@ def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
                     f"IDX files in {str(folder)!r}: images {x.shape} and labels {y.shape} do not "
                     "match (expected [N, H, W] and [N])"
                 )
-            out[split] = (x.astype(np.uint8), y.astype(np.int64))
+            y = y.astype(np.int64)
+            if len(y) and y.min() < 0:
+                i = int(np.argmax(y < 0))
+                raise ValueError(
+                    f"IDX labels {str(files[split, 'labels'])!r} index {i}: label {int(y[i])} is negative; "
+                    "labels must be class ids >= 0"
+                )
+            out[split] = (x.astype(np.uint8), y)
+    if not out:
+        raise ValueError(
+            f"{str(folder)!r} has no complete pair of IDX files: expected train-images-idx3-ubyte[.gz] and "
+            "train-labels-idx1-ubyte[.gz] (or the t10k-... pair)"
+        )
     return out
 
 

@@ -22,7 +22,7 @@ _LAZY = {
     "FlowDataModule": "flow",
     "ImageDataModule": "image",
     "SyntheticFlowDataset": "synthetic_flow",
-    "TextClassificationDataModule": "text",
+    "TextClassificationDataModule": "text_classification",
     "TextDataModule": "text",
     "VideoDataModule": "video",
 }

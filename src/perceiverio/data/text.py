@@ -1,13 +1,10 @@
-"""Text data modules: byte-level masked language modelling and text classification.
+"""Byte-level masked language modelling data (text classification: :mod:`perceiverio.data.text_classification`).
 
 Batches are ``{"input_ids": [B, L] long, "attention_mask": [B, L] long (1 = byte, 0 = padding), "labels": ...}``
 with the official byte ids of :class:`~perceiverio.tokenizer.ByteTokenizer` (byte b -> b + 6, PAD 0, MASK 3).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,15 +14,7 @@ from ..core.config import check_choice
 from ..tasks.outputs import IGNORE_INDEX
 from ..tokenizer import NUM_SPECIAL, ByteTokenizer
 from .masking import MASKING_COLLATORS, WholeWordMaskingCollator
-from .readers.text import (
-    check_columns,
-    embedded_topics,
-    find_split_file,
-    load_hf_dataset,
-    read_table,
-    read_texts,
-    text_files,
-)
+from .readers.text import embedded_topics, load_hf_dataset, read_texts, text_files
 from .sampling import (
     DescribedDataset,
     EpochSampler,
@@ -33,8 +22,8 @@ from .sampling import (
     ListDataset,
     check_fraction,
     check_positive,
+    check_source,
     loader,
-    pad_collate,
 )
 
 _WHITESPACE = np.zeros(256, dtype=bool)
@@ -124,13 +113,6 @@ class _MaskedWindow:
         return _mask_one(self.collator, self.windows.window(start), mask_seed)
 
 
-def _check_source(path: str | None, dataset: str | None) -> None:
-    if path is not None and dataset is not None:
-        raise ValueError("give either path or dataset, not both")
-    if path is not None and not Path(path).expanduser().exists():
-        raise ValueError(f"data path {path!r} does not exist")
-
-
 class TextDataModule(L.LightningDataModule):
     """Byte masked-language-modelling data with whole-word (``masking="whole_word"``, the paper's) or single-byte
     (``masking="byte"``) masking.
@@ -162,7 +144,7 @@ class TextDataModule(L.LightningDataModule):
         masking: str = "whole_word",
     ) -> None:
         super().__init__()
-        _check_source(path, dataset)
+        check_source(path, dataset)
         check_choice(masking, tuple(MASKING_COLLATORS), "masking")
         check_positive(seq_len=seq_len, batch_size=batch_size)
         check_fraction("val_fraction", val_fraction)
@@ -250,189 +232,3 @@ class TextDataModule(L.LightningDataModule):
         counts = torch.bincount(labels)
         best = int(counts.argmax())
         return best, float(counts[best]) / labels.numel()
-
-
-class TextClassificationDataModule(L.LightningDataModule):
-    """Text classification from tables or Hugging Face datasets.
-
-    ``path``: a folder with ``{train_split or train}.{tsv,csv,jsonl,json}`` and ``{val_split, val, validation or
-    dev}.{...}`` (without a validation file, or for a single file: a seeded 90/10 split). TSV files have a header
-    line and no quoting (the GLUE layout), CSV files standard quoting, JSONL one object per line. ``dataset``: a
-    Hugging Face dataset (name, local folder or data file) with splits ``train_split`` and ``val_split``.
-    Labels are ints (class ids) or strings (mapped to ids in sorted order); see ``num_classes``/``label_names``.
-    Batches: ``input_ids``/``attention_mask`` ``[B, L]`` long, padded per batch, truncated to ``max_length``
-    bytes (no special tokens, like the official tokenizer); ``labels`` ``[B]`` long.
-    """
-
-    def __init__(
-        self,
-        path: str | None = None,
-        dataset: str | None = None,
-        dataset_config: str | None = None,
-        train_split: str = "train",
-        val_split: str = "validation",
-        text_column: str = "sentence",
-        label_column: str = "label",
-        max_length: int = 256,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        _check_source(path, dataset)
-        if path is None and dataset is None:
-            raise ValueError(
-                "TextClassificationDataModule needs path (a folder or a .tsv/.csv/.jsonl file) or "
-                "dataset (a Hugging Face dataset)"
-            )
-        check_positive(max_length=max_length, batch_size=batch_size)
-        self.save_hyperparameters()
-        self.path, self.dataset, self.dataset_config = path, dataset, dataset_config
-        self.train_split, self.val_split = train_split, val_split
-        self.text_column, self.label_column = text_column, label_column
-        self.max_length, self.batch_size, self.num_workers, self.seed = max_length, batch_size, num_workers, seed
-        self._train: list[dict[str, torch.Tensor]] | None = None
-        self._val: list[dict[str, torch.Tensor]] = []
-        self._label_names: list[str] = []
-
-    # ---------------------------------------------------------------- sources
-    def _rows_from_path(self) -> tuple[list[dict], list[dict] | None, str, str]:
-        p = Path(self.path).expanduser()
-        if p.is_dir():
-            train_file = find_split_file(p, [self.train_split, "train"])
-            if train_file is None:
-                raise ValueError(f"data folder {self.path!r} has no {self.train_split}.tsv/.csv/.jsonl file")
-            val_file = find_split_file(p, [self.val_split, "val", "validation", "dev"])
-            train = read_table(train_file)
-            val = read_table(val_file) if val_file is not None else None
-            return train, val, str(train_file), str(val_file)
-        return read_table(p), None, str(p), str(p)
-
-    def _rows_from_dataset(self) -> tuple[list[dict], list[dict], str, str, list[str] | None]:
-        dd = load_hf_dataset(self.dataset, self.dataset_config)
-        out = []
-        for split in (self.train_split, self.val_split):
-            if split not in dd:
-                raise ValueError(
-                    f"dataset {self.dataset!r} has no split {split!r}; splits found: {', '.join(dd.keys())}"
-                )
-            ds = dd[split]
-            for c in (self.text_column, self.label_column):
-                if c not in ds.column_names:
-                    raise ValueError(
-                        f"dataset {self.dataset!r} split {split!r} has no column {c!r}; columns "
-                        f"found: {', '.join(ds.column_names)}"
-                    )
-            out.append(
-                [
-                    {self.text_column: t, self.label_column: y}
-                    for t, y in zip(ds[self.text_column], ds[self.label_column])
-                ]
-            )
-        feature = dd[self.train_split].features.get(self.label_column)
-        names = list(feature.names) if hasattr(feature, "names") else None
-        return (
-            out[0],
-            out[1],
-            f"dataset {self.dataset!r} split {self.train_split!r}",
-            f"dataset {self.dataset!r} split {self.val_split!r}",
-            names,
-        )
-
-    def setup(self, stage: str | None = None) -> None:
-        if self._train is not None:
-            return
-        names = None
-        if self.path is not None:
-            train, val, train_src, val_src = self._rows_from_path()
-        else:
-            train, val, train_src, val_src, names = self._rows_from_dataset()
-        check_columns(train, (self.text_column, self.label_column), train_src)
-        if val is None:
-            order = np.random.default_rng(self.seed).permutation(len(train))
-            n_val = max(1, len(train) // 10)
-            if len(train) < 2:
-                raise ValueError(f"{train_src} has {len(train)} rows; need at least 2 to split off validation")
-            val = [train[i] for i in order[:n_val]]
-            train = [train[i] for i in np.sort(order[n_val:])]
-        else:
-            check_columns(val, (self.text_column, self.label_column), val_src)
-        train_y, val_y, self._label_names = _encode_labels(
-            [r[self.label_column] for r in train], [r[self.label_column] for r in val], names, train_src
-        )
-        tok = ByteTokenizer()
-
-        def encode(rows: list[dict], ys: list[int], src: str) -> list[dict[str, torch.Tensor]]:
-            items = []
-            for r, y in zip(rows, ys):
-                text = r[self.text_column]
-                if not isinstance(text, str):
-                    raise ValueError(f"{src}: column {self.text_column!r} holds {type(text).__name__}, not text")
-                ids = tok.encode(text or " ")[: self.max_length]  # an empty text reads as one space
-                items.append(
-                    {
-                        "input_ids": torch.tensor(ids, dtype=torch.long),
-                        "attention_mask": torch.ones(len(ids), dtype=torch.long),
-                        "labels": torch.tensor(y, dtype=torch.long),
-                    }
-                )
-            return items
-
-        self._train, self._val = encode(train, train_y, train_src), encode(val, val_y, val_src)
-
-    @property
-    def num_classes(self) -> int:
-        self.setup()
-        return len(self._label_names)
-
-    @property
-    def label_names(self) -> list[str]:
-        self.setup()
-        return list(self._label_names)
-
-    def train_dataloader(self):
-        self.setup()
-        return loader(
-            ListDataset(self._train), self.batch_size, self.num_workers, pad_collate, shuffle=True, seed=self.seed
-        )
-
-    def val_dataloader(self):
-        self.setup()
-        return loader(ListDataset(self._val), self.batch_size, self.num_workers, pad_collate)
-
-
-def _as_int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _encode_labels(
-    train: list[Any], val: list[Any], names: list[str] | None, source: str
-) -> tuple[list[int], list[int], list[str]]:
-    """Class ids for train/val labels and the class names: ints stay ids (names "0".."K-1" unless the dataset
-    names them), anything else becomes ids in sorted order of the distinct values."""
-    ints = [_as_int(v) for v in train + val]
-    if all(i is not None for i in ints):
-        if min(ints) < 0:
-            raise ValueError(f"{source}: labels must be class ids >= 0, found {min(ints)}")
-        k = max(ints) + 1
-        if names is not None and len(names) >= k:
-            label_names = list(names)
-        else:
-            label_names = [str(i) for i in range(k)]
-        return ints[: len(train)], ints[len(train) :], label_names
-    values = [str(v) for v in train + val]
-    label_names = sorted(set(values))
-    index = {n: i for i, n in enumerate(label_names)}
-    ids = [index[v] for v in values]
-    return ids[: len(train)], ids[len(train) :], label_names

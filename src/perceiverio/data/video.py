@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
 from .sampling import (
@@ -66,9 +67,13 @@ class VideoDataModule(L.LightningDataModule):
     folder of class subfolders of video files (class = subfolder, sorted names). Every video is decoded once
     (frames centre-cropped to the aspect ratio of ``image_size`` and resized, audio mono at ``sample_rate``).
 
-    Split: the last ``val_fraction`` of every video's frames (at least ``num_frames``) is held out; a video shorter
-    than ``2 · num_frames`` frames gives its clips to both sets. Training draws ``clips_per_epoch`` random clips per
-    epoch (seeded); validation is a fixed set of up to 16 evenly spaced held-out clips. The audio of a clip is the
+    Split by time: the last ``val_fraction`` of every video's frames (at least ``num_frames``) is held out, and
+    validation and test clips come only from it, training clips only from the frames before it. A training clip's
+    audio window also ends before the held-out part starts, so no frame or audio sample is both trained on and
+    evaluated. Training draws ``clips_per_epoch`` random clips per epoch (seeded); validation is a fixed set of up
+    to 16 evenly spaced held-out clips; test is every consecutive, non-overlapping clip of the held-out part
+    (``test_clips``). A video shorter than ``2 · num_frames`` frames cannot be split: its clips go to every set
+    (with a warning). ``train_end[v]`` is the first held-out frame of video ``v``. The audio of a clip is the
     ``audio_samples`` samples from its first frame's presentation time (zeros past the end of the track or for a
     silent file); the paper's Kinetics setting covers the clip exactly (``num_frames · sample_rate / fps``, e.g.
     16 frames at 25 fps -> 30,720 samples at 48 kHz).
@@ -118,7 +123,13 @@ class VideoDataModule(L.LightningDataModule):
         self.labels: list[int] = []
         self.class_names: list[str] = []
         self.val_clips: list[tuple[int, int]] = []  # (video index, first frame) of every validation clip
+        self.test_clips: list[tuple[int, int]] = []  # (video index, first frame) of every test clip
         self._val_items: list[dict[str, torch.Tensor]] | None = None
+
+    @property
+    def source(self) -> str:
+        """The data's origin, as error messages name it."""
+        return repr(self.path) if self.path is not None else "the embedded Big Buck Bunny clip"
 
     def _sources(self) -> tuple[list[Path], list[int], list[str]]:
         if self.path is None:
@@ -144,31 +155,53 @@ class VideoDataModule(L.LightningDataModule):
                 )
         self.videos, self.labels, self.class_names = videos, labels, names
         self._clips = _Clips(videos, labels, self.num_frames, self.audio_samples, self.num_classes, self.modality_names)
-        # training clips start in [0, train_end[v] - T]; validation clips in [val_start[v], N - T]
-        self.train_end, val_ranges = [], []
+        # frames [0, train_end[v]) are training frames, [train_end[v], N) held out; training clips start in
+        # [0, train_starts[v]), held-out clips in [train_end[v], N - T]
+        self.train_end, self.train_starts, held_out = [], [], []
         for v in videos:
             n, t = len(v.frames), self.num_frames
             if n < 2 * t:
+                rank_zero_warn(
+                    f"video {v.path!r} has {n} frames, fewer than 2 · num_frames = {2 * t}: its clips are used "
+                    "for training, validation and test alike"
+                )
                 self.train_end.append(n)
-                val_ranges.append((0, n - t))
+                self.train_starts.append(n - t + 1)
+                held_out.append((0, n - t))
             else:
                 held = min(n - t, max(t, int(round(n * self.val_fraction))))
                 self.train_end.append(n - held)
-                val_ranges.append((n - held, n - t))
+                self.train_starts.append(self._audio_safe_starts(v, n - held))
+                held_out.append((n - held, n - t))
         per_video = max(1, NUM_VAL_CLIPS // len(videos))
         descriptions = []
-        for i, (lo, hi) in enumerate(val_ranges):
+        for i, (lo, hi) in enumerate(held_out):
             k = min(per_video, hi - lo + 1)
             descriptions += [(i, int(s)) for s in np.unique(np.linspace(lo, hi, k).round().astype(int))]
         self.val_clips = descriptions[: max(NUM_VAL_CLIPS, len(videos))]
+        self.test_clips = [(i, s) for i, (lo, hi) in enumerate(held_out) for s in range(lo, hi + 1, self.num_frames)]
         self._val_items = [self._clip(d) for d in self.val_clips]
+
+    def _audio_safe_starts(self, v: DecodedVideo, end: int) -> int:
+        """How many first frames ``s`` a training clip may have: its frames before ``end`` (``s <= end - T``) and
+        its ``audio_samples`` samples before the audio of frame ``end``, where the held-out part starts."""
+        first = [v.audio_index(float(v.times[s])) for s in range(end - self.num_frames + 1)]
+        limit = v.audio_index(float(v.times[end]))
+        count = int(np.searchsorted(np.asarray(first) + self.audio_samples, limit, side="right"))
+        if count == 0:
+            raise ValueError(
+                f"video {v.path!r}: audio_samples={self.audio_samples} reach from every training clip into the "
+                f"held-out last {self.val_fraction:.0%} of the video (its first {end} frames are for training); "
+                "lower audio_samples or val_fraction"
+            )
+        return count
 
     def _clip(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
         """``(video index, first frame)`` -> one example."""
         return self._clips(description)
 
     def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
-        counts = np.array([end - self.num_frames + 1 for end in self.train_end], dtype=np.float64)
+        counts = np.array(self.train_starts, dtype=np.float64)
         videos = rng.choice(len(counts), size=n, p=counts / counts.sum())
         return [(int(i), int(rng.integers(0, counts[i]))) for i in videos]
 
@@ -182,3 +215,8 @@ class VideoDataModule(L.LightningDataModule):
     def val_dataloader(self):
         self.setup()
         return loader(ListDataset(self._val_items), self.batch_size, self.num_workers)
+
+    def test_dataloader(self):
+        """Consecutive clips covering the held-out part of every video (``test_clips``), in order."""
+        self.setup()
+        return loader(ListDataset(self.test_clips, self._clips), self.batch_size, self.num_workers)

@@ -37,9 +37,13 @@ class DecodedVideo:
     path: str
     has_audio: bool
 
+    def audio_index(self, time: float) -> int:
+        """The index in ``audio`` of the sample that plays at ``time`` s (negative before the track starts)."""
+        return int(round((time - self.audio_start) * self.sample_rate))
+
     def audio_window(self, start_time: float, num_samples: int) -> torch.Tensor:
         """``num_samples`` samples from ``start_time`` s on (zeros outside the track)."""
-        a = int(round((start_time - self.audio_start) * self.sample_rate))
+        a = self.audio_index(start_time)
         out = torch.zeros(num_samples, dtype=torch.float32)
         lo, hi = max(a, 0), min(a + num_samples, len(self.audio))
         if hi > lo:

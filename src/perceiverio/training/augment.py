@@ -4,9 +4,15 @@ RandAugment (``n`` operations of magnitude ``m``), then MixUp on the first half 
 second half, as in the official training (``mixup_and_cutmix``): one MixUp weight ``λ ~ Beta(α, α)`` per batch
 (half), CutMix boxes drawn per example from ``Beta(α, α)``; labels become class probabilities ``[B, K]``. Random draws
 use the global torch generator (``seed_everything`` makes them reproducible).
+
+kornia (in the ``vision`` extra: ``pip install 'perceiverio[vision]'``) is imported only when one of these is on;
+without it, switching one on raises a ValueError naming the option and the install command.
 """
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +21,17 @@ from torch import nn
 # The paper's magnitude (official ``distort_image_with_randaugment``) is on TF AutoAugment's 0–10 level scale;
 # kornia's on 0–30 (exclusive): kornia m = 3 · level, kept inside (0, 30).
 _KORNIA_LEVELS_PER_LEVEL = 3
+
+
+def kornia_augmentation(option: str) -> ModuleType:
+    """``kornia.augmentation``, or a ValueError naming ``option`` (what needs it) and how to install kornia."""
+    try:
+        return importlib.import_module("kornia.augmentation")
+    except ImportError as e:
+        raise ValueError(
+            f"{option} needs kornia, which is not installed ({e}): pip install 'perceiverio[vision]' "
+            "(or pip install kornia), or switch it off"
+        ) from None
 
 
 class ImageAugmentation(nn.Module):
@@ -49,10 +66,12 @@ class ImageAugmentation(nn.Module):
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self.randaugment = None
         if randaugment:
-            from kornia.augmentation.auto import RandAugment
-
+            augmentation = kornia_augmentation("randaugment=True")
             m = min(_KORNIA_LEVELS_PER_LEVEL * randaugment_magnitude, 29)
-            self.randaugment = RandAugment(n=randaugment_ops, m=m)
+            self.randaugment = augmentation.auto.RandAugment(n=randaugment_ops, m=m)
+        for name, alpha in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+            if alpha > 0:
+                kornia_augmentation(f"{name}={alpha}")
 
     @property
     def mixes(self) -> bool:
@@ -96,10 +115,10 @@ class ImageAugmentation(nn.Module):
 
     def _mixup(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """kornia mixes ``x·(1 − λ) + x[pair]·λ`` and returns ``(label, paired label, λ)`` per row."""
-        from kornia.augmentation import RandomMixUpV2
-
         lam = float(torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample())
-        mix = RandomMixUpV2(lambda_val=torch.tensor([lam, lam]), data_keys=["input", "class"])
+        mix = kornia_augmentation("mixup_alpha").RandomMixUpV2(
+            lambda_val=torch.tensor([lam, lam]), data_keys=["input", "class"]
+        )
         out, y = mix(x, labels)
         w = y[:, 2:3].float()
         return out, (1 - w) * self._one_hot(y[:, 0]) + w * self._one_hot(y[:, 1])
@@ -107,9 +126,9 @@ class ImageAugmentation(nn.Module):
     def _cutmix(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """kornia pastes a box of a paired image and returns ``(label, paired label, λ)`` with λ the fraction of
         the image kept (``use_correct_lambda``)."""
-        from kornia.augmentation import RandomCutMixV2
-
-        mix = RandomCutMixV2(num_mix=1, beta=self.cutmix_alpha, use_correct_lambda=True, data_keys=["input", "class"])
+        mix = kornia_augmentation("cutmix_alpha").RandomCutMixV2(
+            num_mix=1, beta=self.cutmix_alpha, use_correct_lambda=True, data_keys=["input", "class"]
+        )
         out, y = mix(x, labels)
         y = y[0]
         w = y[:, 2:3].float()

@@ -1,8 +1,13 @@
-"""What every task module's steps share: reading batch entries, logging training values, and the evaluation loop
-that ``validate`` and ``test`` both run.
+"""What every task module's steps share: reading batch entries, logging training values, the evaluation loop
+that ``validate`` and ``test`` both run, and the check of the model's classes against the data's.
 
 ``test`` runs a task's ``validation_step`` over the test data and logs its metrics under ``test/`` instead of
 ``val/`` (``test/acc``, ``test/epe``, ...), so every task evaluates the same way on either split.
+
+Before ``fit``, ``validate`` or ``test`` runs a step, ``setup`` compares the number of classes the model predicts
+(:meth:`EvaluatedTask.model_num_classes`, from the config's ``num_classes``) with the data module's
+``num_classes``, when both are known, and raises a ValueError naming both numbers and the data's source on a
+mismatch (instead of an index error in the loss after some steps).
 """
 
 from __future__ import annotations
@@ -34,7 +39,36 @@ def require(batch: Any, key: str, what: str) -> Any:
 
 
 class EvaluatedTask(PerceiverTask):
-    """A :class:`PerceiverTask` whose ``validation_step``/``on_validation_epoch_end`` also serve ``test``."""
+    """A :class:`PerceiverTask` whose ``validation_step``/``on_validation_epoch_end`` also serve ``test``, and
+    whose ``setup`` checks the model's classes against the data module's (:meth:`check_classes`)."""
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        self.check_classes(datamodule)
+
+    def model_num_classes(self) -> int | None:
+        """The number of classes the model predicts: its config's ``num_classes``; None (nothing to check) when the
+        config has none, or for a regressor (``num_classes=1``)."""
+        k = getattr(self.model_config, "num_classes", None)
+        return k if isinstance(k, int) and k > 1 else None
+
+    def check_classes(self, datamodule: Any) -> None:
+        """A ValueError when the model's class count differs from ``datamodule.num_classes`` (when the model has
+        one and the data module is given and knows its classes; reading it may load the data)."""
+        expected = self.model_num_classes()
+        if expected is None or datamodule is None:
+            return
+        found = getattr(datamodule, "num_classes", None)
+        if not isinstance(found, int):
+            return
+        if found != expected:
+            source = getattr(datamodule, "source", None) or repr(getattr(datamodule, "path", None))
+            raise ValueError(
+                f"the model predicts {expected} classes (num_classes={expected}) but the data "
+                f"({type(datamodule).__name__}, {source}) has {found}; set the model's num_classes to {found} "
+                "or give data with that many classes"
+            )
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)

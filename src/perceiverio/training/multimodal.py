@@ -55,6 +55,12 @@ class MultimodalAutoencodingTask(EvaluatedTask):
         # lists in modality order (names need not be valid module names)
         self.val_metrics = nn.ModuleList(RatioMetric() for _ in self.model.modalities)
 
+    def model_num_classes(self) -> int | None:
+        """The size of the label modality (checked against the data module's ``num_classes``, the size of its
+        one-hot labels); None without exactly one label modality."""
+        sizes = [c.num_classes for n, c in self.model_config.modalities if self.kinds[n] == "label"]
+        return sizes[0] if len(sizes) == 1 else None
+
     def _inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         return {name: require(batch, name, "multimodal") for name in self.model.modalities}
 

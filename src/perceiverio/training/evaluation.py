@@ -12,9 +12,12 @@ mismatch (instead of an index error in the loss after some steps).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.trainer.states import TrainerFn
 
 from .base import PerceiverTask
 from .metrics import RatioMetric
@@ -69,6 +72,21 @@ class EvaluatedTask(PerceiverTask):
                 f"({type(datamodule).__name__}, {source}) has {found}; set the model's num_classes to {found} "
                 "or give data with that many classes"
             )
+
+    def on_train_start(self) -> None:
+        self._train_clock = time.monotonic()
+
+    def on_validation_epoch_start(self) -> None:
+        """During fit (not the sanity check): log ``val/elapsed_s``, the wall time since training started (the
+        trainer's ``max_time`` clock when it has one, which survives a resume), so validation curves can be drawn
+        against time as well as steps."""
+        trainer = self.trainer
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        start = getattr(self, "_train_clock", None)
+        elapsed = timer.time_elapsed() if timer is not None else (time.monotonic() - start if start else 0.0)
+        self.log("val/elapsed_s", float(elapsed), sync_dist=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)

@@ -16,9 +16,10 @@ class ImageClassificationTask(EvaluatedTask):
     """Image classification with the paper's ImageNet recipe (§4.5).
 
     Batch: ``{"images" [B, C, H, W] float, "labels" [B] long}``. Training batches (only) are augmented on the
-    device with kornia (:class:`~perceiverio.training.augment.ImageAugmentation`): RandAugment (images must then be
-    in [0, 1]; magnitude on the paper's 0–10 scale), MixUp (first half of the batch) and CutMix (second half) into
-    class probabilities. ``label_smoothing`` (a field of the model config) applies to the training loss.
+    device (:class:`~perceiverio.training.augment.ImageAugmentation`): random flips and shifts (``flip``,
+    ``translate``), then with kornia RandAugment (images must then be in [0, 1]; magnitude on the paper's 0–10
+    scale), MixUp (first half of the batch) and CutMix (second half) into class probabilities.
+    ``label_smoothing`` (a field of the model config) applies to the training loss.
 
     Logs ``train/loss``; ``val/loss`` (plain cross-entropy, no smoothing) and ``val/acc``.
     """
@@ -34,6 +35,8 @@ class ImageClassificationTask(EvaluatedTask):
         randaugment_magnitude: int = 5,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        flip: bool = False,
+        translate: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -43,12 +46,21 @@ class ImageClassificationTask(EvaluatedTask):
             randaugment_magnitude=randaugment_magnitude,
             mixup_alpha=mixup_alpha,
             cutmix_alpha=cutmix_alpha,
+            flip=flip,
+            translate=translate,
             **kwargs,
         )
         config = self.model_config
         self._setup_model(ImageClassifier(config))
         self.augment = ImageAugmentation(
-            config.num_classes, randaugment, randaugment_ops, randaugment_magnitude, mixup_alpha, cutmix_alpha
+            config.num_classes,
+            randaugment,
+            randaugment_ops,
+            randaugment_magnitude,
+            mixup_alpha,
+            cutmix_alpha,
+            flip=flip,
+            translate=translate,
         )
         self.val_loss, self.val_acc = RatioMetric(), RatioMetric()
 

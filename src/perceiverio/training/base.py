@@ -38,12 +38,14 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict
 from .optim import LRSchedule, StepInBackward, build_optimizer, param_shapes
+from .warm_start import warm_start
 
 OPTIMIZERS = ("lamb", "adamw")
 SCHEDULES = ("warmup_cosine", "constant_cosine", "constant")
@@ -202,6 +204,10 @@ class PerceiverTask(L.LightningModule):
             tiny MLM on 2 cores) and gains little for small models; turn it on for long GPU runs. The models' input
             checks that read tensor values are off while compiling; MLM's ``decode_labeled_only`` has
             data-dependent shapes (recompiles).
+        init_from: start ``fit`` from the weights of another trained model (an exported folder or a Hub id):
+            every tensor whose name and shape match is copied (:func:`~perceiverio.training.warm_start.warm_start`),
+            e.g. an MLM's input adapter and encoder into a sequence classifier. Not applied when resuming from a
+            checkpoint (``--ckpt_path``), whose weights win.
 
     A subclass sets ``config_class`` (its model's config dataclass) and ``default_config`` (a callable returning the
     default config, e.g. ``MaskedLanguageModelConfig.tiny``). Its ``__init__`` declares only its own options,
@@ -231,6 +237,7 @@ class PerceiverTask(L.LightningModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         gradient_checkpointing: bool = False,
         compile: bool = False,
+        init_from: str | None = None,
         **kwargs: Any,
     ) -> None:  # noqa: A002 (named like torch.compile)
         super().__init__()
@@ -239,6 +246,9 @@ class PerceiverTask(L.LightningModule):
         self.optimizer_config = as_config(optimizer, OptimizerConfig, "optimizer")
         self.gradient_checkpointing = bool(gradient_checkpointing)
         self.compile_model = bool(compile)
+        if init_from is not None and not isinstance(init_from, (str, os.PathLike)):
+            raise ValueError(f"init_from must be a model folder or Hub id, got {type(init_from).__name__}")
+        self.init_from = None if init_from is None else str(init_from)
         self._compiled = None  # set lazily; not a registered submodule (no duplicate weights in state_dict)
         self._step_in_backward: StepInBackward | None = None  # hooks while fitting with step_in_backward
         hparams = (
@@ -251,6 +261,7 @@ class PerceiverTask(L.LightningModule):
             optimizer=self.optimizer_config,
             gradient_checkpointing=self.gradient_checkpointing,
             compile=self.compile_model,
+            init_from=self.init_from,
         )
         self._store_hparams({k: to_plain(v) for k, v in hparams.items()})
 
@@ -297,6 +308,12 @@ class PerceiverTask(L.LightningModule):
                 )
             for m in parts:
                 m.gradient_checkpointing = True
+
+    def setup(self, stage: str) -> None:
+        """Before ``fit`` (not a resume): copy the ``init_from`` model's matching weights."""
+        super().setup(stage)
+        if stage == "fit" and self.init_from and not self.trainer.ckpt_path:
+            rank_zero_info(f"init_from {self.init_from}: {warm_start(self.model, self.init_from).summary()}")
 
     # ------------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -3,6 +3,7 @@ under sharded strategies such as FSDP); plain progress lines."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
@@ -139,6 +141,7 @@ class ProgressLog(L.Callback):
         if not self._active(trainer) or step % self.every_n_steps or self._start is None:
             return
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        total = total if total and math.isfinite(total) else None
         metrics = trainer.callback_metrics
         loss = metrics.get("train/loss", outputs.get("loss") if isinstance(outputs, dict) else None)
         elapsed = time.perf_counter() - self._start
@@ -148,7 +151,12 @@ class ProgressLog(L.Callback):
             parts.append(f"loss {float(loss):.4f}")
         if trainer.optimizers:
             parts.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.1e}")
-        eta = f", ~{elapsed / done * (total - step):.0f} s left" if total and done else ""
+        left = elapsed / done * (total - step) if total and done else None
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        if timer is not None and timer.time_remaining() is not None:  # max_time: the budget may end the run first
+            budget_left = max(timer.time_remaining(), 0.0)
+            left = budget_left if left is None else min(left, budget_left)
+        eta = f", ~{left:.0f} s left" if left is not None else ""
         print(" ".join(parts) + f" | {elapsed:.0f} s elapsed{eta}", flush=True)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import one_line_error
 
 from perceiverio.data import (
     FlowDataModule,
@@ -33,16 +34,6 @@ def shared(rel: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not found: ../shared is absent (only in the project workspace)")
     return p
-
-
-def one_line_error(fn, *match: str) -> str:
-    with pytest.raises(ValueError) as e:
-        fn()
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    for m in match:
-        assert m in msg, msg
-    return msg
 
 
 # ------------------------------------------------------------------------------------------------------------ text

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 
 from perceiverio.data import FlowDataModule
 from perceiverio.data.readers.flow import (
@@ -24,16 +25,6 @@ from perceiverio.data.readers.flow import (
 from perceiverio.data.readers.png import read_png, write_png
 
 H, W = 16, 24
-
-
-def one_line_error(fn, *match: str) -> str:
-    with pytest.raises(ValueError) as e:
-        fn()
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    for m in match:
-        assert m in msg, msg
-    return msg
 
 
 def save_image(path: Path, array: np.ndarray) -> Path:

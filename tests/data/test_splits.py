@@ -8,22 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 
 from perceiverio.data import ImageDataModule, TextClassificationDataModule
 from perceiverio.data.readers.image import write_idx
 from perceiverio.tokenizer import ByteTokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def one_line_error(fn, *match: str) -> str:
-    with pytest.raises(ValueError) as e:
-        fn()
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    for m in match:
-        assert m in msg, msg
-    return msg
 
 
 def write_idx_pair(folder: Path, prefix: str, labels: list[int], seed: int = 0) -> np.ndarray:

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import cpu_trainer
 
 from perceiverio.data import ImageDataModule, TextClassificationDataModule
 from perceiverio.tasks import SequenceClassifierConfig
@@ -28,18 +29,7 @@ def _one_thread():
 
 
 def trainer(**kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        max_steps=1,
-    )
-    return L.Trainer(**{**options, **kwargs})
+    return cpu_trainer(**{"max_steps": 1, **kwargs})
 
 
 def count_steps(module: L.LightningModule) -> list[int]:

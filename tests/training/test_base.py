@@ -8,7 +8,7 @@ import pytest
 
 from perceiverio.training import MaskedLanguageModelTask, OptimizerConfig
 
-OPTIONS = ["extra", "decode_labeled_only", "optimizer", "gradient_checkpointing", "compile"]
+OPTIONS = ["extra", "decode_labeled_only", "optimizer", "gradient_checkpointing", "compile", "init_from"]
 
 
 class _MaskedLanguageModelWithExtra(MaskedLanguageModelTask):
@@ -21,7 +21,7 @@ class _MaskedLanguageModelWithExtra(MaskedLanguageModelTask):
 
 def test_options_are_declared_once_and_inherited_in_order():
     names = list(inspect.signature(_MaskedLanguageModelWithExtra).parameters)
-    assert names[-5:] == OPTIONS
+    assert names[-6:] == OPTIONS
     assert "max_seq_len" in names and "config" not in names and "kwargs" not in names
     assert inspect.signature(MaskedLanguageModelTask).parameters["optimizer"].annotation is OptimizerConfig
 
@@ -29,13 +29,7 @@ def test_options_are_declared_once_and_inherited_in_order():
 def test_subclass_options_are_stored_and_restored():
     module = _MaskedLanguageModelWithExtra(extra=5, decode_labeled_only=False, max_seq_len=64)
     assert (module.extra, module.decode_labeled_only, module.model_config.max_seq_len) == (5, False, 64)
-    assert list(module.hparams)[-5:] == [
-        "extra",
-        "decode_labeled_only",
-        "optimizer",
-        "gradient_checkpointing",
-        "compile",
-    ]
+    assert list(module.hparams)[-6:] == OPTIONS
     again = _MaskedLanguageModelWithExtra(**module.hparams)
     assert (again.extra, again.decode_labeled_only, again.model_config) == (5, False, module.model_config)
 

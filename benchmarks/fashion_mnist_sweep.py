@@ -16,12 +16,12 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 
 from perceiverio import ImageClassifier, ImageClassifierConfig
 from perceiverio.adapters.image import ImageAdapterConfig
 from perceiverio.core.config import DecoderConfig, EncoderConfig
 from perceiverio.data.readers.image import read_idx_dataset
+from perceiverio.training.augment import flip_and_translate
 from perceiverio.training.optim import build_optimizer
 
 
@@ -76,22 +76,6 @@ def build(kind: str, size: str) -> ImageClassifier:
     return ImageClassifier(cfg)
 
 
-def augment(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (zero fill) and horizontal flips, per example, on a batch."""
-    b, _, h, w = x.shape
-    if flip:
-        m = torch.rand(b) < 0.5
-        x = torch.where(m[:, None, None, None], x.flip(-1), x)
-    if pad:
-        xp = F.pad(x, (pad,) * 4)
-        i = torch.randint(0, 2 * pad + 1, (b,))
-        j = torch.randint(0, 2 * pad + 1, (b,))
-        rows = (i[:, None] + torch.arange(h)[None])[:, None, :, None]  # [B, 1, H, 1]
-        cols = (j[:, None] + torch.arange(w)[None])[:, None, None, :]  # [B, 1, 1, W]
-        x = xp[torch.arange(b)[:, None, None, None], torch.zeros(1, dtype=torch.long), rows, cols]
-    return x
-
-
 @torch.no_grad()
 def accuracy(model, x, y, batch=1000) -> float:
     model.eval()
@@ -123,7 +107,7 @@ def run(args, kind: str, size: str, data) -> dict:
             perm, pos = torch.randperm(len(x), generator=g), 0
         idx = perm[pos : pos + args.batch]
         pos += args.batch
-        xb = augment(x[idx], args.pad, args.flip)
+        xb = flip_and_translate(x[idx], args.flip, args.pad)  # the recipe's own augmentation
         loss = model(xb, labels=y[idx]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

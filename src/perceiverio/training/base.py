@@ -37,13 +37,13 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict
+from .callbacks import time_budget
 from .optim import LRSchedule, StepInBackward, build_optimizer, param_shapes
 from .warm_start import warm_start
 
@@ -328,7 +328,7 @@ class PerceiverTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.optimizer_config
         optimizer = build_optimizer(self.model, c.name, c.lr, c.weight_decay, c.betas, c.eps, self._param_shapes)
-        total, timed = self.trainer.estimated_stepping_batches, self._time_budget() is not None
+        total, timed = self.trainer.estimated_stepping_batches, time_budget(self.trainer) is not None
         if not math.isfinite(total) and not timed and c.schedule != "constant":
             raise ValueError(
                 f"the {c.schedule!r} schedule needs a finite training length: set trainer max_steps, max_epochs "
@@ -342,16 +342,11 @@ class PerceiverTask(L.LightningModule):
             self._step_in_backward = StepInBackward(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
-    def _time_budget(self) -> Timer | None:
-        """The trainer's wall-time limit (``max_time``), if it has one."""
-        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
-        return timer if timer is not None and timer.time_remaining() is not None else None
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Tell a time-budgeted learning-rate schedule how much of ``max_time`` has passed: the time after this
         step's backward, which sets the rate of the next step (Lightning steps the scheduler after the optimiser)."""
         schedule = getattr(self, "_lr_schedule", None)
-        timer = self._time_budget() if schedule is not None and schedule.timed else None
+        timer = time_budget(self.trainer) if schedule is not None and schedule.timed else None
         if timer is not None:
             elapsed = timer.time_elapsed()
             schedule.time_fraction = min(elapsed / max(elapsed + timer.time_remaining(), 1e-9), 1.0)

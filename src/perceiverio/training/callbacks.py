@@ -113,6 +113,12 @@ class ExportCallback(L.Callback):
         self.export(trainer, pl_module)
 
 
+def time_budget(trainer: L.Trainer) -> Timer | None:
+    """The trainer's wall-time limit (the ``Timer`` that ``max_time`` adds), or None when it has none."""
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    return timer if timer is not None and timer.time_remaining() is not None else None
+
+
 class ProgressLog(L.Callback):
     """Plain progress lines for logs that are not a terminal, where a progress bar redraws itself into one
     endless line: ``step 200/1000 (20%) loss 2.7142 lr 1.9e-03 | 41 s elapsed, ~164 s left`` every
@@ -152,8 +158,8 @@ class ProgressLog(L.Callback):
         if trainer.optimizers:
             parts.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.1e}")
         left = elapsed / done * (total - step) if total and done else None
-        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-        if timer is not None and timer.time_remaining() is not None:  # max_time: the budget may end the run first
+        timer = time_budget(trainer)
+        if timer is not None:  # max_time: the budget may end the run first
             budget_left = max(timer.time_remaining(), 0.0)
             left = budget_left if left is None else min(left, budget_left)
         eta = f", ~{left:.0f} s left" if left is not None else ""

@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from .base import PerceiverTask
+from .callbacks import time_budget
 from .metrics import RatioMetric
 
 
@@ -83,7 +83,7 @@ class EvaluatedTask(PerceiverTask):
         trainer = self.trainer
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
             return
-        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        timer = time_budget(trainer)
         start = getattr(self, "_train_clock", None)
         elapsed = timer.time_elapsed() if timer is not None else (time.monotonic() - start if start else 0.0)
         self.log("val/elapsed_s", float(elapsed), sync_dist=True)

@@ -101,6 +101,29 @@ def test_local_init_routes_latents_to_their_bytes_and_queries_to_their_latents()
     assert enc_random.max() < 0.2 < enc.max()
 
 
+def test_local_init_routes_every_head_when_qk_is_wider_than_the_inputs():
+    # qk_channels 48 > num_input_channels 32: each head (12 channels) must still get its 8 code channels; a copy
+    # into the first 32 channels only left the last head without any and slowed a 192-wide SST-2 MLM to a halt
+    torch.manual_seed(0)
+    wide = EncoderConfig(
+        num_latents=24,
+        num_latent_channels=48,
+        num_cross_attention_heads=4,
+        num_self_attention_heads=4,
+        num_self_attends_per_block=1,
+        qk_channels=48,
+        v_channels=48,
+    )
+    model = MaskedLanguageModel(_config(encoder=wide))
+    length, n = 96, 24
+    inputs = model.input_adapter(torch.randint(NUM_SPECIAL, 262, (1, length)))[0]  # [L, C]
+    centres = (torch.arange(n) + 0.5) * length / n - 0.5
+    enc = _attention_probs(model.encoder.cross_attention, model.encoder.latents, inputs)  # [N, L]
+    q_rows = model.encoder.cross_attention.attention.q_proj.weight.abs().sum(1).unflatten(0, (4, 12))  # [H, 12]
+    assert ((q_rows > 0).sum(1) == 8).all()  # 8 code channels in every head
+    assert (enc.argmax(1).float() - centres).abs().max() <= 2.0  # each latent reads the bytes at its centre
+
+
 def test_local_init_is_only_an_initialisation():
     cfg = _config()
     a, b = MaskedLanguageModel(cfg), MaskedLanguageModel(_config(routing_init="random"))

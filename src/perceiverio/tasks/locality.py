@@ -52,16 +52,22 @@ def head_interleave(num_channels: int, num_heads: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _read_code(attention: MultiHeadAttention, query_code_scale: float, num_code_channels: int) -> None:
-    """Q and K projections that copy the first ``num_code_channels`` input channels, interleaved across heads."""
-    c = num_code_channels
-    perm = head_interleave(c, attention.num_heads)
+    """Q and K projections that copy the first ``num_code_channels`` input channels, interleaved across heads.
+
+    Head ``j`` gets its ``C / H`` code channels at the start of its own slice of the projection, so a projection
+    wider than ``C`` (``qk_channels > num_input_channels``) still gives every head its share of frequencies; the
+    remaining channels of each head start at zero."""
+    c, h = num_code_channels, attention.num_heads
+    perm = head_interleave(c, h)  # [C]: head j's code channels are perm[j*k:(j+1)*k]
     for proj, scale in ((attention.q_proj, query_code_scale), (attention.k_proj, 1.0)):
         if proj.out_features < c or proj.in_features < c:
             raise ValueError(
                 f"routing_init='local' needs qk_channels >= num_input_channels ({c}), got {proj.out_features}"
             )
+        k, head_width = c // h, proj.out_features // h
+        rows = (torch.arange(h)[:, None] * head_width + torch.arange(k)[None]).flatten()  # [C]
         proj.weight.zero_()
-        proj.weight[torch.arange(c), perm] = scale
+        proj.weight[rows, perm] = scale
         proj.bias.zero_()
 
 

@@ -119,8 +119,10 @@ class TextDataModule(L.LightningDataModule):
 
     Source: ``path`` (a UTF-8 text file, or a folder of ``.txt``/``.md`` files read recursively), ``dataset`` (a
     Hugging Face dataset name, local dataset folder or data file, column ``text_column``), or neither: the embedded
-    ``pydoc_data.topics`` prose of the standard library. Validation text is unseen: whole topics/files/rows go to
-    validation (``val_fraction`` of the characters), a single file is split at a line break.
+    ``pydoc_data.topics`` prose of the standard library; ``add_embedded=True`` adds that prose to a ``path`` or
+    ``dataset`` source (e.g. unlabelled task sentences plus general English, the SST-2 pre-training). Validation
+    text is unseen: whole topics/files/rows go to validation (``val_fraction`` of the characters), a single file is
+    split at a line break.
 
     Training: each epoch draws ``len(train bytes) // seq_len`` windows (seeded per epoch) of at most ``seq_len``
     bytes, starting at a word start and ending before a word the window would cut; each word (or byte) is
@@ -142,6 +144,7 @@ class TextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         masking: str = "whole_word",
+        add_embedded: bool = False,
     ) -> None:
         super().__init__()
         check_source(path, dataset)
@@ -156,7 +159,7 @@ class TextDataModule(L.LightningDataModule):
         self.path, self.dataset, self.dataset_config, self.text_column = path, dataset, dataset_config, text_column
         self.seq_len, self.batch_size, self.mask_prob = seq_len, batch_size, mask_prob
         self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
-        self.masking = masking
+        self.masking, self.add_embedded = masking, bool(add_embedded)
         self.collator = MASKING_COLLATORS[masking](ByteTokenizer(), mask_prob=mask_prob, max_length=seq_len)
         self.train_text: str | None = None
         self.val_text: str | None = None
@@ -164,6 +167,13 @@ class TextDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- sources
     def _read(self) -> tuple[str, str]:
+        train, val = self._read_source()
+        if self.add_embedded and (self.path is not None or self.dataset is not None):
+            more_train, more_val = _split_documents(sorted(embedded_topics().items()), self.val_fraction, self.seed)
+            train, val = f"{train}\n\n{more_train}", f"{val}\n\n{more_val}"
+        return train, val
+
+    def _read_source(self) -> tuple[str, str]:
         if self.path is not None:
             return _split_documents(read_texts(self.path), self.val_fraction, self.seed)
         if self.dataset is not None:

@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --constraint constraints.txt
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test results install install-dev clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: $(VENV)/bin/activate pyproject.toml constraints.txt
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-results: $(VENV)/.installed
+	$(PIP) -q -e '.[vision,video,datasets]' matplotlib
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,6 +41,11 @@ test: $(VENV)/.installed-dev
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
 	$(PY) -m pytest -q
+
+# re-run the training recipes and rebuild docs/results.md (about 3 hours on 2 cores: the budgets are wall time, so run
+# it on idle cores); RECIPES=fashion-mnist,sst2 and SEEDS=0,1 choose, and the page keeps the other recipes' JSON files
+results: $(VENV)/.installed-results
+	$(PY) benchmarks/results.py $(if $(RECIPES),--recipes $(RECIPES)) $(if $(SEEDS),--seeds $(SEEDS))
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -538,12 +538,12 @@ def test_video_audio_alignment_and_class_folders(tmp_path):
     )
     assert dm.setup() is None and dm.class_names == ["a", "b"]
     for flash, video in ((10, 0), (20, 1)):
-        clip = dm._clip((video, flash))  # the clip starting at the flash: the burst starts at its first sample
+        clip = dm.clip((video, flash))  # the clip starting at the flash: the burst starts at its first sample
         assert clip["image"][0].min() > 0.95 and clip["image"][1].max() < 0.05
         loud = (clip["audio"][:, 0].abs() > 0.1).nonzero()[:, 0]
         assert loud.min() == 0 and loud.max() == 1919  # 1,920 samples per frame at 48 kHz / 25 fps
         assert clip["label"].tolist() == [float(video == 0), float(video == 1)]
-        before = dm._clip((video, flash - 1))["audio"][:, 0]  # one frame earlier: the burst starts one frame in
+        before = dm.clip((video, flash - 1))["audio"][:, 0]  # one frame earlier: the burst starts one frame in
         loud = (before.abs() > 0.1).nonzero()[:, 0]
         assert loud.min() == 1920 and loud.max() == 3839
     b = next(iter(dm.val_dataloader()))

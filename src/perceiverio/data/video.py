@@ -180,7 +180,7 @@ class VideoDataModule(L.LightningDataModule):
             descriptions += [(i, int(s)) for s in np.unique(np.linspace(lo, hi, k).round().astype(int))]
         self.val_clips = descriptions[: max(NUM_VAL_CLIPS, len(videos))]
         self.test_clips = [(i, s) for i, (lo, hi) in enumerate(held_out) for s in range(lo, hi + 1, self.num_frames)]
-        self._val_items = [self._clip(d) for d in self.val_clips]
+        self._val_items = [self.clip(d) for d in self.val_clips]
 
     def _audio_safe_starts(self, v: DecodedVideo, end: int) -> int:
         """How many first frames ``s`` a training clip may have: its frames before ``end`` (``s <= end - T``) and
@@ -196,8 +196,10 @@ class VideoDataModule(L.LightningDataModule):
             )
         return count
 
-    def _clip(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """``(video index, first frame)`` -> one example."""
+    def clip(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``(video index, first frame)`` -> one example ``{video [T, 3, H, W] in [0, 1], audio [S, 1], one-hot label
+        [K]}`` (under ``modality_names``). Training clips of video ``v`` start at ``range(train_starts[v])``; the
+        test clips are ``test_clips``."""
         return self._clips(description)
 
     def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:

@@ -1,15 +1,18 @@
 """PCA baselines for the multimodal autoencoder: the same held-out clips, the same number of floats per clip.
 
-The Perceiver IO autoencoder squeezes a clip (video, audio, label) through its latent array, N × D floats
-(64 × 128 = 8,192 in ``configs/multimodal.yaml``). Two linear codes with at most as many floats per clip, fitted on the
-training part of the video (the frames before the held-out last ``val_fraction``, exactly the data module's split)
-and scored with the same per-example PSNR on the data module's test clips:
+The Perceiver IO autoencoder squeezes a clip (video, audio, label) through its latent array, N × D floats (64 × 128
+= 8,192 in ``configs/multimodal.yaml``). Two linear codes with at most as many floats per clip, fitted on the training
+part of the video (the frames before the held-out last ``val_fraction``, exactly the data module's split) and scored
+with the same per-example PSNR on the data module's test clips:
 
 - ``clip``: PCA of whole clips, one basis per modality (components split in proportion to the values of each, and
   at most the number of training clips);
 - ``patch``: PCA of the model's own input patches (video ``spatial_downsample²`` × ``temporal_downsample`` pixels,
   audio ``samples_per_patch`` samples), keeping per patch the share of the float budget the patch has of the clip's
   values: a local code, the classic transform-coding baseline.
+
+Also the scores of codes that learnt nothing (``zero``; ``train_mean``: the mean training clip; ``clip_mean``: each
+test clip's own mean value), the floor a trained model must clear, and each modality's RMS.
 
     python benchmarks/multimodal_pca.py --path ../shared/data/video/big_buck_bunny_0_30.webm
 """
@@ -79,6 +82,19 @@ def main() -> None:
     dv, da = video[0][0].numel(), audio[0][0].numel()
     share = args.latent_floats / (dv + da)  # floats per value
     results = {"train_clips": len(train), "test_clips": len(test), "latent_floats": args.latent_floats}
+
+    # trivial codes: what a model that learnt nothing scores (zero; the mean training clip; each clip's own mean)
+    for name, (tr, te) in (("video", video), ("audio", audio)):
+        flat = te.flatten(1)
+        guesses = {
+            "zero": torch.zeros_like(flat),
+            "train_mean": tr.flatten(1).mean(0, keepdim=True).expand_as(flat),
+            "clip_mean": flat.mean(1, keepdim=True).expand_as(flat),
+        }
+        for what, guess in guesses.items():
+            value, defined = psnr(guess, flat)
+            results.setdefault(what, {})[name] = float(value[defined].mean())
+        results.setdefault("rms", {})[name] = float(flat.square().mean().sqrt())
 
     # whole clips
     kv = min(len(train), math.floor(share * dv))

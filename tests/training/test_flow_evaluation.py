@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import cpu_trainer
 
 from perceiverio.data import FlowDataModule
 from perceiverio.data.readers.flow import write_kitti_flow
@@ -39,14 +40,7 @@ def make_kitti(root: Path) -> list[dict[str, np.ndarray]]:
 
 
 def run(method: str, module: OpticalFlowTask, dm: FlowDataModule) -> dict[str, float]:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = cpu_trainer(limit_val_batches=1.0)  # validate reads every batch
     return getattr(trainer, method)(module, datamodule=dm, verbose=False)[0]
 
 

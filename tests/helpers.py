@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
+import torch
+import torch.nn.functional as F
 
 
 def one_line_error(fn, *match: str) -> str:
@@ -30,3 +32,12 @@ def cpu_trainer(**kwargs) -> L.Trainer:
         limit_val_batches=0,
     )
     return L.Trainer(**{**options, **kwargs})
+
+
+def warp_frame(frame2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample frame 2 [3, H, W] at x + flow(x) (bilinear, pixel centres at integer coordinates), float64."""
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    x, y = xs + flow[0].double(), ys + flow[1].double()
+    grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], -1)[None]
+    return F.grid_sample(frame2[None].double(), grid, mode="bilinear", align_corners=True)[0]

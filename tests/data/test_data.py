@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from helpers import one_line_error
+from helpers import one_line_error, warp_frame
 
 from perceiverio.data import (
     FlowDataModule,
     ImageDataModule,
-    SyntheticFlowDataset,
     TextClassificationDataModule,
     TextDataModule,
     VideoDataModule,
@@ -369,52 +367,6 @@ def test_flow_folder_release_naming_and_errors(tmp_path):
     one_line_error(lambda: FlowDataModule(val_source="kitti"), "val_source")
 
 
-def _warp(frame2: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample frame 2 [3, H, W] at x + flow(x) (bilinear, pixel centres at integer coordinates)."""
-    h, w = flow.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
-    x, y = xs + flow[0].double(), ys + flow[1].double()
-    grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], -1)[None]
-    return F.grid_sample(frame2[None].double(), grid, mode="bilinear", align_corners=True)[0]
-
-
-def test_synthetic_flow_ground_truth_is_exact():
-    ds = SyntheticFlowDataset(12, (64, 96), max_displacement=6.0, seed=0)
-    errors, shifted, occluded = [], [], []
-    for i in range(len(ds)):
-        s = ds.sample(i)
-        f1, f2 = s["frames"]
-        flow = s["flow"]
-        assert f1.min() > -1 and f1.max() < 1 and float(flow.norm(dim=0).max()) <= 6.0 + 1e-4
-        assert s["valid"].all()
-        # pixels visible in both frames whose 4 bilinear neighbours in frame 2 show the same layer
-        h, w = flow.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        x0, y0 = (xs + flow[0]).floor().long(), (ys + flow[1]).floor().long()
-        ok = ~s["occluded"]
-        for dx in (0, 1):
-            for dy in (0, 1):
-                ok &= s["layers2"][(y0 + dy).clamp(0, h - 1), (x0 + dx).clamp(0, w - 1)] == s["layers1"]
-        err = (_warp(f2, flow) - f1.double()).abs().amax(0)[ok]
-        errors.append(err)
-        shifted.append((_warp(f2, flow + 0.5) - f1.double()).abs().amax(0)[ok])
-        occluded.append(float(s["occluded"].float().mean()))
-        # the continuous renderer agrees exactly: frame 2 at x + flow(x) is frame 1 at x
-        scene = ds.scene(i)
-        p = scene.grid()
-        vis = (~s["occluded"]).reshape(-1).numpy()
-        rgb1, _ = scene.render(p[vis], 0)
-        rgb2, _ = scene.render(p[vis] + flow.reshape(2, -1).T.double().numpy()[vis], 1)
-        assert np.abs(rgb1 - rgb2).max() < 1e-5
-    err = torch.cat(errors)
-    assert float(err.mean()) < 0.01 and float(err.max()) < 0.06  # bilinear interpolation error only
-    assert float(torch.cat(shifted).mean()) > 8 * float(err.mean())  # a half-pixel error is far larger
-    assert 0.01 < np.mean(occluded) < 0.4  # objects occlude
-    again = SyntheticFlowDataset(12, (64, 96), max_displacement=6.0, seed=0)[5]
-    assert all(torch.equal(again[k], ds[5][k]) for k in again)  # deterministic per index
-    assert not torch.equal(SyntheticFlowDataset(12, (64, 96), seed=1)[5]["flow"], again["flow"])
-
-
 def test_flow_module_embedded_default_and_middlebury():
     dm = FlowDataModule(num_train=16, num_val=4, batch_size=4, val_source="synthetic")
     b = next(iter(dm.train_dataloader()))
@@ -436,8 +388,8 @@ def test_flow_module_embedded_default_and_middlebury():
     # the pair agrees with its flow: warping the right view by u = -disparity reproduces the left view
     f1, f2 = v["frames"][0]
     good = valid & (torch.arange(96) > 10)
-    warped = (_warp(f2, v["flow"][0]) - f1).abs().mean(0)[good].mean()
-    unwarped = (_warp(f2, torch.zeros(2, 64, 96)) - f1).abs().mean(0)[good].mean()
+    warped = (warp_frame(f2, v["flow"][0]) - f1).abs().mean(0)[good].mean()
+    unwarped = (warp_frame(f2, torch.zeros(2, 64, 96)) - f1).abs().mean(0)[good].mean()
     assert warped < 0.6 * unwarped
 
 

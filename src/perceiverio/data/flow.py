@@ -30,7 +30,7 @@ from .readers.flow import (
     resize_frames,
 )
 from .sampling import ListDataset, SplitLoaders, check_image_size, check_positive, loader
-from .synthetic_flow import SyntheticFlowDataset
+from .synthetic_flow import TEXTURES, SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
 
@@ -103,7 +103,8 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
     """Optical-flow data.
 
     Training: ``path=None``: ``num_train`` procedural pairs with exact ground truth (see
-    :mod:`~perceiverio.data.synthetic_flow`; displacements ≤ ``max_displacement`` pixels); or ``path``, a
+    :mod:`~perceiverio.data.synthetic_flow`; displacements ≤ ``max_displacement`` pixels, ``textures`` "mixed",
+    "photos" or "waves", ``photometric`` changes between the frames); or ``path``, a
     folder (searched at any depth) of FlyingChairs, MPI-Sintel (pass ``sintel_pass``) or KITTI pairs, read on
     demand, centre-cropped to the aspect ratio of ``image_size`` and resized to it (flow vectors scaled by the
     resize factors; KITTI's pixels without ground truth stay out of the loss). A FlyingChairs release with its
@@ -132,6 +133,8 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         val_path: str | None = None,
         test_path: str | None = None,
         sintel_pass: str = "clean",
+        textures: str = "mixed",
+        photometric: bool = True,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -142,6 +145,8 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
             raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
         if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")
+        if textures not in TEXTURES:
+            raise ValueError(f"textures must be one of {', '.join(TEXTURES)}, got {textures!r}")
         if sintel_pass not in SINTEL_PASSES:
             raise ValueError(f"sintel_pass must be one of {', '.join(SINTEL_PASSES)}, got {sintel_pass!r}")
         for name, folder in (("path", path), ("val_path", val_path), ("test_path", test_path)):
@@ -152,9 +157,15 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         self.batch_size, self.max_displacement, self.val_source = batch_size, max_displacement, val_source
         self.val_path, self.test_path, self.sintel_pass = val_path, test_path, sintel_pass
         self.num_workers, self.seed = num_workers, seed
+        self.textures, self.photometric = textures, bool(photometric)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: FlowFolderDataset | None = None
+
+    def _synthetic(self, num: int, stream: int) -> SyntheticFlowDataset:
+        return SyntheticFlowDataset(
+            num, self.image_size, self.max_displacement, self.seed, stream, self.textures, self.photometric
+        )
 
     def _pairs(self, folder: str | Path, split: str) -> list[FlowPair]:
         return find_flow_pairs(folder, self.sintel_pass, split)
@@ -193,13 +204,13 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
             return
         val = None
         if self.path is None:
-            train = SyntheticFlowDataset(self.num_train, self.image_size, self.max_displacement, self.seed, stream=0)
+            train = self._synthetic(self.num_train, stream=0)
         else:
             train, val = self._folder_sets()
         if self.val_path is not None:
             val = self._evaluation_set(self.val_path)
         elif self.val_source == "synthetic":
-            val = SyntheticFlowDataset(self.num_val, self.image_size, self.max_displacement, self.seed, stream=1)
+            val = self._synthetic(self.num_val, stream=1)
         elif self.val_source == "middlebury":
             val = ListDataset([middlebury_pair(self.image_size)])
         self.train_set, self.val_set = train, val

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from ..adapters.flow import FlowInputAdapter, FlowOutputAdapter
+from ..adapters.flow import FlowInputAdapter, FlowOutputAdapter, num_correlation_channels
 from ..adapters.image import ImageAdapterConfig
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
@@ -51,6 +52,14 @@ class OpticalFlowConfig(PerceiverConfig):
         (checked against the tile when ``predict`` runs).
     zero_init_output: zero the output Linear's weight at construction (the official colab's
         ``output_w_init=jnp.zeros``; the ``FlowDecoder`` default, used here, is the fan-in initialiser).
+    correlation_radius: r > 0 appends to every token the cosine similarities of its 3×3 patch in frame 1 with
+        frame 2's patches at ``(2r + 1)²`` displacements (``{-r..r} · correlation_stride`` pixels in x and y), the
+        cost volume of correlation-based flow networks. Not in the paper (which learns matching from the patches
+        alone); 0, the default, is the official model. It widens the tokens (and the queries) by ``(2r + 1)²``.
+    predict_scale: resolution at which :meth:`OpticalFlow.predict` works, in (0, 1]: frames are resized by it
+        (antialiased), tiled, and the flow is resized back to the frames' size and divided by it. 1 (the
+        official demo) processes the native resolution; a model trained on small crops and small motions reads
+        large frames better at 1/2 or 1/4 (the flow is still scored at the native resolution).
     """
 
     train_size: tuple[int, int] = TRAIN_SIZE
@@ -64,6 +73,9 @@ class OpticalFlowConfig(PerceiverConfig):
     tile_size: tuple[int, int] | None = None
     min_overlap: int = 20
     zero_init_output: bool = False
+    correlation_radius: int = 0
+    correlation_stride: int = 1
+    predict_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,7 +86,8 @@ class OpticalFlowConfig(PerceiverConfig):
         if self.decoder.num_query_channels != self.num_input_channels:
             raise ValueError(
                 f"decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the token width "
-                f"num_patch_channels + 2·(2·num_bands + 1) = {self.num_input_channels}: the queries are the tokens"
+                f"num_patch_channels + 2·(2·num_bands + 1) (+ (2·correlation_radius + 1)²) = "
+                f"{self.num_input_channels}: the queries are the tokens"
             )
         if self.decoder.num_output_channels != 2:
             raise ValueError(f"decoder.num_output_channels must be 2 (u, v), got {self.decoder.num_output_channels}")
@@ -84,11 +97,20 @@ class OpticalFlowConfig(PerceiverConfig):
             raise ValueError(f"decoder_chunk_size must be positive or None, got {self.decoder_chunk_size}")
         if not isinstance(self.min_overlap, int) or self.min_overlap < 0:
             raise ValueError(f"min_overlap must be a non-negative int, got {self.min_overlap!r}")
+        check_scale(self.predict_scale, "predict_scale")
+        for name in ("correlation_radius", "correlation_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (name == "correlation_stride"):
+                raise ValueError(f"{name} must be an int >= {int(name == 'correlation_stride')}, got {value!r}")
 
     @property
     def num_input_channels(self) -> int:
-        """Token width C (= query width E): patch features + Fourier features."""
-        return self.num_patch_channels + num_fourier_channels(2, self.num_bands)
+        """Token width C (= query width E): patch features + Fourier features (+ correlation volume)."""
+        return (
+            self.num_patch_channels
+            + num_fourier_channels(2, self.num_bands)
+            + num_correlation_channels(self.correlation_radius)
+        )
 
     @property
     def tile(self) -> tuple[int, int]:
@@ -144,6 +166,33 @@ def _pair(value: object, name: str) -> tuple[int, int]:
 def check_overlap(tile: tuple[int, int], min_overlap: int) -> None:
     if not isinstance(min_overlap, int) or not 0 <= min_overlap < min(tile):
         raise ValueError(f"min_overlap must be an int in [0, {min(tile)}) for tiles of {tile}, got {min_overlap!r}")
+
+
+def check_scale(scale: object, name: str = "scale") -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {scale!r}")
+    return float(scale)
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(H, W)`` times ``scale``, rounded, at least 1 pixel."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Frames ``[B, T, 3, H, W]`` -> ``[B, T, 3, h, w]``, bilinear (antialiased when shrinking)."""
+    b, t, c, h, w = frames.shape
+    out = F.interpolate(frames.reshape(b, t * c, h, w), size=size, mode="bilinear", antialias=True)
+    return out.reshape(b, t, c, *size)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Flow ``[B, 2, h, w]`` (pixels of its grid) -> ``[B, 2, H, W]`` in pixels of the new grid: bilinear
+    resampling, then u × W/w and v × H/h."""
+    h, w = flow.shape[-2:]
+    out = F.interpolate(flow, size=size, mode="bilinear", antialias=size[0] < h or size[1] < w)
+    factor = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
+    return out * factor[:, None, None]
 
 
 def tile_starts(size: int, tile: int, min_overlap: int = 20) -> list[int]:
@@ -220,7 +269,7 @@ class OpticalFlow(PerceiverIO):
     """
 
     def __init__(self, config: OpticalFlowConfig) -> None:
-        adapter = FlowInputAdapter(config.adapter_config())
+        adapter = FlowInputAdapter(config.adapter_config(), config.correlation_radius, config.correlation_stride)
         super().__init__(
             input_adapter=adapter,
             encoder=build_encoder(config, adapter.num_input_channels),
@@ -249,12 +298,19 @@ class OpticalFlow(PerceiverIO):
         tile: tuple[int, int] | None = None,
         min_overlap: int | None = None,
         progress: bool = False,
+        scale: float | None = None,
     ) -> torch.Tensor:
         """Flow ``[B, 2, H, W]`` of an image of any size at least ``tile`` (default ``config.tile``, 368×496):
         crops at :func:`tile_origins` (overlap >= ``min_overlap``, default ``config.min_overlap``), each through
         :meth:`forward`, blended by :func:`blend_tiles`. A smaller image raises ValueError (pad or resize it, or
-        call the model directly). ``progress=True`` shows a tqdm bar over the tiles."""
+        call the model directly). ``progress=True`` shows a tqdm bar over the tiles. ``scale`` (default
+        ``config.predict_scale``) < 1 runs all this on the frames resized by ``scale`` and returns the flow
+        resized back (:func:`resize_flow`), so the image times ``scale`` must cover the tile."""
         h, w = self.check_frames(frames).shape[-2:]
+        scale = check_scale(self.config.predict_scale if scale is None else scale)
+        if scale != 1.0:
+            small = resize_frames(frames, scaled_size((h, w), scale))
+            return resize_flow(self.predict(small, tile, min_overlap, progress, scale=1.0), (h, w))
         tile = _pair(tile, "tile") if tile is not None else self.config.tile
         min_overlap = self.config.min_overlap if min_overlap is None else min_overlap
         check_overlap(tile, min_overlap)

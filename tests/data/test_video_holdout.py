@@ -99,3 +99,15 @@ def test_test_batches_are_the_same_every_time(tmp_path):
     dm = VideoDataModule(path=str(tmp_path / "count.mkv"), num_frames=4, image_size=(8, 8), num_classes=1)
     a, b = list(dm.test_dataloader()), list(dm.test_dataloader())
     assert len(a) == 1 and all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+
+
+def test_normalize_audio_scales_by_the_training_rms(tmp_path):
+    write_counting_video(tmp_path / "count.mkv", 40)
+    kw = dict(path=str(tmp_path / "count.mkv"), num_frames=4, image_size=(8, 8), num_classes=1, audio_samples=SPF)
+    plain, scaled = VideoDataModule(**kw), VideoDataModule(**kw, normalize_audio=True)
+    plain.setup(), scaled.setup()
+    end = scaled.train_end[0]  # frames [0, end) train: their audio is (k + 1) · 700 / 32768 for frame k
+    rms = np.sqrt(np.mean((np.arange(1, end + 1) * 700 / 32768) ** 2))
+    assert plain.audio_gain == 1.0 and scaled.audio_gain == pytest.approx(1 / rms, rel=1e-3)
+    for d in [(0, 3), scaled.test_clips[0]]:  # a training clip and a held-out one: the same gain
+        torch.testing.assert_close(scaled.clip(d)["audio"], plain.clip(d)["audio"] * scaled.audio_gain)

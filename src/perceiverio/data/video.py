@@ -5,7 +5,8 @@ Batches (keys named by ``modality_names``, default ``("image", "audio", "label")
 * ``image``: ``[B, T, 3, H, W]`` float32 RGB in **[0, 1]** (pixel / 255, as the official Kinetics autoencoder
   colab feeds its video; reconstructions and video PSNR use the same range);
 * ``audio``: ``[B, S, 1]`` float32 in **[-1, 1]** (mono, 16-bit-style full scale, as the official colab's
-  ``int16 / 2**15``), the ``S = audio_samples`` samples that start at the clip's first frame;
+  ``int16 / 2**15``; times ``audio_gain`` with ``normalize_audio``), the ``S = audio_samples`` samples that start
+  at the clip's first frame;
 * ``label``: ``[B, K]`` one-hot float32 (K = ``num_classes``).
 """
 
@@ -47,12 +48,13 @@ class _Clips:
     ) -> None:
         self.videos, self.labels, self.num_frames = videos, labels, num_frames
         self.audio_samples, self.num_classes, self.names = audio_samples, num_classes, names
+        self.audio_gain = 1.0
 
     def __call__(self, description: tuple[int, int]) -> dict[str, torch.Tensor]:
         i, start = description
         v = self.videos[i]
         frames = v.frames[start : start + self.num_frames].permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
-        audio = v.audio_window(float(v.times[start]), self.audio_samples)[:, None]  # [S, 1]
+        audio = v.audio_window(float(v.times[start]), self.audio_samples)[:, None] * self.audio_gain  # [S, 1]
         label = torch.zeros(self.num_classes)
         label[self.labels[i]] = 1.0
         image_name, audio_name, label_name = self.names
@@ -77,6 +79,10 @@ class VideoDataModule(L.LightningDataModule):
     ``audio_samples`` samples from its first frame's presentation time (zeros past the end of the track or for a
     silent file); the paper's Kinetics setting covers the clip exactly (``num_frames · sample_rate / fps``, e.g.
     16 frames at 25 fps -> 30,720 samples at 48 kHz).
+
+    ``normalize_audio=True`` multiplies every clip's audio by ``audio_gain`` = 1 / RMS of the training part of the
+    audio (computed at ``setup``; 1 for silence), so that quiet sound is not already matched by predicting
+    silence under an L1 loss; the per-example PSNR does not depend on that scale.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class VideoDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         val_fraction: float = 0.2,
+        normalize_audio: bool = False,
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size)
@@ -119,6 +126,7 @@ class VideoDataModule(L.LightningDataModule):
         self.audio_samples, self.sample_rate, self.num_classes = audio_samples, sample_rate, num_classes
         self.clips_per_epoch, self.batch_size, self.modality_names = clips_per_epoch, batch_size, modality_names
         self.num_workers, self.seed, self.val_fraction = num_workers, seed, val_fraction
+        self.normalize_audio, self.audio_gain = bool(normalize_audio), 1.0
         self.videos: list[DecodedVideo] = []
         self.labels: list[int] = []
         self.class_names: list[str] = []
@@ -173,6 +181,8 @@ class VideoDataModule(L.LightningDataModule):
                 self.train_end.append(n - held)
                 self.train_starts.append(self._audio_safe_starts(v, n - held))
                 held_out.append((n - held, n - t))
+        if self.normalize_audio:
+            self.audio_gain = self._clips.audio_gain = self._training_audio_gain()
         per_video = max(1, NUM_VAL_CLIPS // len(videos))
         descriptions = []
         for i, (lo, hi) in enumerate(held_out):
@@ -181,6 +191,16 @@ class VideoDataModule(L.LightningDataModule):
         self.val_clips = descriptions[: max(NUM_VAL_CLIPS, len(videos))]
         self.test_clips = [(i, s) for i, (lo, hi) in enumerate(held_out) for s in range(lo, hi + 1, self.num_frames)]
         self._val_items = [self.clip(d) for d in self.val_clips]
+
+    def _training_audio_gain(self) -> float:
+        """1 / RMS of the audio that training clips can reach (every track up to its held-out part); 1 when silent."""
+        parts = [
+            v.audio[: max(0, v.audio_index(float(v.times[end]))) if end < len(v.times) else len(v.audio)]
+            for v, end in zip(self.videos, self.train_end)
+        ]
+        samples = torch.cat(parts) if parts else torch.zeros(0)
+        rms = float(samples.double().square().mean().sqrt()) if samples.numel() else 0.0
+        return 1.0 / rms if rms > 0 else 1.0
 
     def _audio_safe_starts(self, v: DecodedVideo, end: int) -> int:
         """How many first frames ``s`` a training clip may have: its frames before ``end`` (``s <= end - T``) and

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from perceiverio.adapters.flow import local_correlation, normalised_patches, num_correlation_channels
+from perceiverio.adapters.image import extract_patches_3x3
 from perceiverio.core import DecoderConfig
 from perceiverio.tasks.flow import OpticalFlow, OpticalFlowConfig, resize_flow, resize_frames, scaled_size
 
@@ -74,9 +75,9 @@ def test_correlation_peaks_at_the_true_shift():
     """Frame 2 = frame 1 moved by (dx, dy) = (2, -1): the normalised correlation is 1 at that displacement."""
     img = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1
     moved = torch.roll(img, shifts=(-1, 2), dims=(2, 3))  # frame 2 at (y - 1, x + 2) shows frame 1 at (y, x)
-    p = normalised_patches(torch.stack([img, moved], 1))
+    p = normalised_patches(extract_patches_3x3(torch.stack([img, moved], 1)))
     # brightness and contrast do not change the cosine similarity (away from the zero-padded border)
-    relit = normalised_patches(torch.stack([img, 0.5 * moved + 0.2], 1))
+    relit = normalised_patches(extract_patches_3x3(torch.stack([img, 0.5 * moved + 0.2], 1)))
     torch.testing.assert_close(relit[..., 1:-1, 1:-1], p[..., 1:-1, 1:-1], atol=1e-5, rtol=0)
     corr = local_correlation(p[:, 0], p[:, 1], radius=3)  # [1, 49, H, W]
     interior = corr[0, :, 4:-4, 4:-4]

@@ -20,11 +20,11 @@ def num_correlation_channels(radius: int) -> int:
     return (2 * radius + 1) ** 2 if radius else 0
 
 
-def normalised_patches(frames: torch.Tensor) -> torch.Tensor:
-    """``[B, T, 3, H, W]`` -> each pixel's 3×3 patch (27 values) minus its mean, over its norm: ``[B, T, 27, H, W]``
-    (zero where the patch is flat), so that dot products are cosine similarities, blind to brightness and contrast."""
-    p = extract_patches_3x3(frames)  # [B, T, H, W, 27]
-    p = p - p.mean(-1, keepdim=True)
+def normalised_patches(patches: torch.Tensor) -> torch.Tensor:
+    """Patches ``[B, T, H, W, 27]`` (:func:`~perceiverio.adapters.image.extract_patches_3x3`) -> each minus its mean,
+    over its norm: ``[B, T, 27, H, W]`` (zero where the patch is flat), so that dot products are cosine similarities,
+    blind to brightness and contrast."""
+    p = patches - patches.mean(-1, keepdim=True)
     return (p / p.norm(dim=-1, keepdim=True).clamp(min=1e-6)).movedim(-1, 2)
 
 
@@ -73,7 +73,7 @@ class FlowInputAdapter(ImageInputAdapter):
         tokens = super().forward(patches.movedim(-1, 2))  # [B, H·W, C]
         if not self.correlation_radius:
             return tokens
-        p = normalised_patches(frames)  # [B, 2, 27, H, W]
+        p = normalised_patches(patches)  # [B, 2, 27, H, W]
         corr = local_correlation(p[:, 0], p[:, 1], self.correlation_radius, self.correlation_stride)  # [B, K, H, W]
         return torch.cat([tokens, corr.flatten(2).transpose(1, 2).to(tokens.dtype)], -1)  # [B, H·W, C + K]
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..core.config import check_choice
 from .readers.flow import (
     LAYOUTS_LOOKED_FOR,
     SINTEL_PASSES,
@@ -145,8 +146,7 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
             raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
         if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")
-        if textures not in TEXTURES:
-            raise ValueError(f"textures must be one of {', '.join(TEXTURES)}, got {textures!r}")
+        check_choice(textures, TEXTURES, "textures")
         if sintel_pass not in SINTEL_PASSES:
             raise ValueError(f"sintel_pass must be one of {', '.join(SINTEL_PASSES)}, got {sintel_pass!r}")
         for name, folder in (("path", path), ("val_path", val_path), ("test_path", test_path)):

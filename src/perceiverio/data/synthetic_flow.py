@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..core.config import check_choice
+
 NUM_WAVES = 8
 WAVELENGTHS = (10.0, 40.0)  # pixels, log-uniform
 TEXTURES = ("waves", "photos", "mixed")
@@ -287,8 +289,7 @@ class SyntheticFlowDataset(Dataset):
                 f"SyntheticFlowDataset needs num_samples > 0, max_displacement > 0 and an image of at "
                 f"least 2×2, got {num_samples}, {max_displacement}, {tuple(image_size)}"
             )
-        if textures not in TEXTURES:
-            raise ValueError(f"textures must be one of {', '.join(TEXTURES)}, got {textures!r}")
+        check_choice(textures, TEXTURES, "textures")
         self.num_samples, self.image_size = int(num_samples), (int(image_size[0]), int(image_size[1]))
         self.max_displacement, self.seed, self.stream = float(max_displacement), int(seed), int(stream)
         self.textures, self.photometric = textures, bool(photometric)

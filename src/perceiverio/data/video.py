@@ -126,7 +126,7 @@ class VideoDataModule(L.LightningDataModule):
         self.audio_samples, self.sample_rate, self.num_classes = audio_samples, sample_rate, num_classes
         self.clips_per_epoch, self.batch_size, self.modality_names = clips_per_epoch, batch_size, modality_names
         self.num_workers, self.seed, self.val_fraction = num_workers, seed, val_fraction
-        self.normalize_audio, self.audio_gain = bool(normalize_audio), 1.0
+        self.normalize_audio = bool(normalize_audio)
         self.videos: list[DecodedVideo] = []
         self.labels: list[int] = []
         self.class_names: list[str] = []
@@ -182,7 +182,7 @@ class VideoDataModule(L.LightningDataModule):
                 self.train_starts.append(self._audio_safe_starts(v, n - held))
                 held_out.append((n - held, n - t))
         if self.normalize_audio:
-            self.audio_gain = self._clips.audio_gain = self._training_audio_gain()
+            self._clips.audio_gain = self._training_audio_gain()
         per_video = max(1, NUM_VAL_CLIPS // len(videos))
         descriptions = []
         for i, (lo, hi) in enumerate(held_out):
@@ -191,6 +191,13 @@ class VideoDataModule(L.LightningDataModule):
         self.val_clips = descriptions[: max(NUM_VAL_CLIPS, len(videos))]
         self.test_clips = [(i, s) for i, (lo, hi) in enumerate(held_out) for s in range(lo, hi + 1, self.num_frames)]
         self._val_items = [self.clip(d) for d in self.val_clips]
+
+    @property
+    def audio_gain(self) -> float:
+        """The factor every clip's audio is multiplied by: 1 / training RMS with ``normalize_audio`` (after
+        ``setup``), else 1."""
+        clips = getattr(self, "_clips", None)
+        return clips.audio_gain if clips is not None else 1.0
 
     def _training_audio_gain(self) -> float:
         """1 / RMS of the audio that training clips can reach (every track up to its held-out part); 1 when silent."""

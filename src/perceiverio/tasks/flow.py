@@ -98,10 +98,10 @@ class OpticalFlowConfig(PerceiverConfig):
         if not isinstance(self.min_overlap, int) or self.min_overlap < 0:
             raise ValueError(f"min_overlap must be a non-negative int, got {self.min_overlap!r}")
         check_scale(self.predict_scale, "predict_scale")
-        for name in ("correlation_radius", "correlation_stride"):
+        for name, least in (("correlation_radius", 0), ("correlation_stride", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (name == "correlation_stride"):
-                raise ValueError(f"{name} must be an int >= {int(name == 'correlation_stride')}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
 
     @property
     def num_input_channels(self) -> int:

@@ -127,7 +127,9 @@ class TextDataModule(L.LightningDataModule):
     Training: each epoch draws ``len(train bytes) // seq_len`` windows (seeded per epoch) of at most ``seq_len``
     bytes, starting at a word start and ending before a word the window would cut; each word (or byte) is
     masked with ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text
-    once, with masks fixed at setup (the same every epoch). Batches are padded to ``seq_len``:
+    once, with masks fixed at setup (the same every epoch). Test (``perceiverio test``): the text of ``test_path`` (a
+    file or folder, like ``path``) tiled and masked the same way; without it ``test`` raises a ValueError.
+    Batches are padded to ``seq_len``:
     ``{"input_ids", "attention_mask", "labels"}`` ``[B, seq_len]`` long, labels -100 except at masked bytes.
     """
 
@@ -145,6 +147,7 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 0,
         masking: str = "whole_word",
         add_embedded: bool = False,
+        test_path: str | None = None,
     ) -> None:
         super().__init__()
         check_source(path, dataset)
@@ -155,15 +158,18 @@ class TextDataModule(L.LightningDataModule):
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
         if path is not None:
             text_files(path)  # fails early on an empty folder
+        if test_path is not None:
+            text_files(test_path)
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_config, self.text_column = path, dataset, dataset_config, text_column
         self.seq_len, self.batch_size, self.mask_prob = seq_len, batch_size, mask_prob
         self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
-        self.masking, self.add_embedded = masking, bool(add_embedded)
+        self.masking, self.add_embedded, self.test_path = masking, bool(add_embedded), test_path
         self.collator = MASKING_COLLATORS[masking](ByteTokenizer(), mask_prob=mask_prob, max_length=seq_len)
         self.train_text: str | None = None
         self.val_text: str | None = None
         self._val_items: list[dict[str, torch.Tensor]] | None = None
+        self._test_items: list[dict[str, torch.Tensor]] | None = None
 
     # ---------------------------------------------------------------- sources
     def _read(self) -> tuple[str, str]:
@@ -211,9 +217,13 @@ class TextDataModule(L.LightningDataModule):
         self.train_windows = _Windows(train, self.seq_len)
         self.val_windows = _Windows(val, self.seq_len)
         self.windows_per_epoch = max(1, len(self.train_windows.ids) // self.seq_len)
-        starts = self.val_windows.tiling()
-        seeds = np.random.default_rng([self.seed, 1]).integers(0, 2**62, len(starts))
-        self._val_items = [_mask_one(self.collator, self.val_windows.window(s), int(m)) for s, m in zip(starts, seeds)]
+        self._val_items = self._fixed_items(self.val_windows, 1)
+
+    def _fixed_items(self, windows: _Windows, stream: int) -> list[dict[str, torch.Tensor]]:
+        """Consecutive windows covering ``windows`` once, each masked with a seed fixed by (seed, stream)."""
+        starts = windows.tiling()
+        seeds = np.random.default_rng([self.seed, stream]).integers(0, 2**62, len(starts))
+        return [_mask_one(self.collator, windows.window(s), int(m)) for s, m in zip(starts, seeds)]
 
     def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
         starts = self.train_windows.starts
@@ -230,6 +240,21 @@ class TextDataModule(L.LightningDataModule):
     def val_dataloader(self):
         self.setup()
         return loader(ListDataset(self._val_items), self.batch_size, self.num_workers, FixedLengthCollate(self.seq_len))
+
+    def test_dataloader(self):
+        """Masked windows tiling the ``test_path`` text once (fixed masks); a ValueError when it is not set."""
+        if self.test_path is None:
+            raise ValueError(
+                "masked-LM data has no test set: give test_path (a UTF-8 text file or a folder of .txt/.md files "
+                "never used in training), e.g. --data.test_path held_out.txt"
+            )
+        if self._test_items is None:
+            text = "\n\n".join(t for _, t in read_texts(self.test_path))
+            if not text.strip():
+                raise ValueError(f"test_path {self.test_path!r} holds no text")
+            self._test_items = self._fixed_items(_Windows(text, self.seq_len), 2)
+        collate = FixedLengthCollate(self.seq_len)
+        return loader(ListDataset(self._test_items), self.batch_size, self.num_workers, collate)
 
     def unigram_baseline(self) -> tuple[int, float]:
         """``(id, accuracy)``: the most frequent masked byte id of the validation set and the masked-byte accuracy

@@ -180,3 +180,15 @@ def test_cli_convert_hf_by_name(cache, tmp_path):
     assert (ours - ref).abs().max().item() <= 1e-5
     with pytest.raises(SystemExit, match="not in the Hugging Face cache"):
         main(["convert", "hf", "deepmind/optical-flow-perceiver", str(tmp_path / "flow")])
+
+
+def test_an_index_naming_a_path_outside_the_repository_is_refused_before_any_shard_is_fetched(cache, requested):
+    snapshot = _snapshot(cache, NAME, COMMIT)
+    _tiny_hf_mlm().save_pretrained(snapshot, max_shard_size="20KB")
+    index = snapshot / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"][next(iter(data["weight_map"]))] = "../../../../etc/hostname"
+    index.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"names the shard '\.\./\.\./\.\./\.\./etc/hostname'"):
+        MaskedLanguageModel.from_transformers(NAME)
+    assert requested == ["config.json", "model.safetensors", "model.safetensors.index.json"]

@@ -251,3 +251,33 @@ def test_config_that_does_not_fit_the_weights():
     wrong = {**hf.config.to_dict(), "num_latents": 5}
     with pytest.raises(ValueError, match=r"do not fit the config.*perceiver\.embeddings\.latents \(8, 32\)"):
         MaskedLanguageModel.from_transformers(hf.state_dict(), wrong)
+
+
+@pytest.mark.parametrize("shard", ["../elsewhere/model.safetensors", "/etc/hostname", "sub/model.safetensors", "x.bin"])
+def test_sharded_folder_refuses_shards_outside_the_folder_before_opening_them(tmp_path, shard, monkeypatch):
+    hf = _hf_model("mlm", "shared_qk16")
+    hf.save_pretrained(tmp_path, max_shard_size="20KB")
+    index = tmp_path / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    first = next(iter(data["weight_map"]))
+    data["weight_map"][first] = shard
+    index.write_text(json.dumps(data))
+    opened = []
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda path, *a, **k: opened.append(path))
+    with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json names the shard .*plain \.safetensors"):
+        MaskedLanguageModel.from_transformers(tmp_path)
+    assert opened == []
+
+
+def test_sharded_folder_with_a_missing_shard_names_it(tmp_path):
+    hf = _hf_model("mlm", "shared_qk16")
+    hf.save_pretrained(tmp_path, max_shard_size="20KB")
+    victim = sorted(tmp_path.glob("model-*.safetensors"))[0]
+    victim.unlink()
+    with pytest.raises(ValueError, match=f"names shards that are not in .*{victim.name}"):
+        MaskedLanguageModel.from_transformers(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a safetensors index"):
+        MaskedLanguageModel.from_transformers(tmp_path)

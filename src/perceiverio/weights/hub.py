@@ -25,6 +25,32 @@ SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN = "model.safetensors", "model.safetens
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, TORCH_BIN)  # in order of preference
 
 
+def index_shards(index: Path) -> list[str]:
+    """The shard names a ``model.safetensors.index.json`` maps its tensors to, sorted and unique. Each must be a plain
+    ``.safetensors`` file name in the index's own folder: a path (``../x``, ``/etc/x``, ``sub/x``) is refused before
+    anything is opened, with a ValueError naming the index and the entry (as is bad JSON or a missing weight_map)."""
+    try:
+        weight_map = json.loads(Path(index).read_text()).get("weight_map")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ValueError(f"{index} is not a safetensors index (a JSON object with a weight_map): {e}") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index} has no weight_map (a non-empty object of tensor name -> shard file name)")
+    shards = set(weight_map.values())
+    for shard in sorted(shards, key=str):
+        if not (
+            isinstance(shard, str)
+            and shard.endswith(".safetensors")
+            and Path(shard).name == shard
+            and "\\" not in shard
+            and not shard.startswith(".")
+        ):
+            raise ValueError(
+                f"{index} names the shard {shard!r}; shards must be plain .safetensors file names in the "
+                "index's own folder"
+            )
+    return sorted(shards)
+
+
 def is_repo_id(source: Any) -> bool:
     """Whether ``source`` names a Hub repository: a ``str`` (not a ``Path``) of the form ``org/name`` that is not
     an existing local path."""
@@ -131,7 +157,7 @@ def download_checkpoint(
         if path is None:
             continue
         if name == SAFETENSORS_INDEX:
-            for shard in sorted(set(json.loads(path.read_text())["weight_map"].values())):
+            for shard in index_shards(path):
                 if _fetch(repo_id, shard, commit, token) is None:
                     raise OSError(f"{where}: shard {shard} named by {SAFETENSORS_INDEX} could not be fetched")
         return path.parent

@@ -245,7 +245,11 @@ def _read_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if (path / "model.safetensors").is_file():
         return load_file(path / "model.safetensors"), hf
     if (path / "model.safetensors.index.json").is_file():
-        shards = sorted(set(json.loads((path / "model.safetensors.index.json").read_text())["weight_map"].values()))
+        index = path / "model.safetensors.index.json"
+        shards = hub.index_shards(index)
+        missing = [shard for shard in shards if not (path / shard).is_file()]
+        if missing:
+            raise ValueError(f"{index} names shards that are not in {path}: {', '.join(missing)}")
         return {k: v for shard in shards for k, v in load_file(path / shard).items()}, hf
     if (path / "pytorch_model.bin").is_file():
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True), hf

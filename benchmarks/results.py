@@ -300,6 +300,8 @@ def write_page(out: Path) -> Path:
                 for m in recipe.extra_metrics
                 if m in r["test_metrics"]
             ]
+            if r["curve"]:  # the last validation of the run (for flow: the Middlebury pair)
+                also.append(f"last {recipe.curve} = {_fmt(r['curve'][-1][1], recipe.unit)}")
             if also:
                 lines.append(f"- seed {r['seed']}: also {', '.join(also)}")
             lines.append(

@@ -48,6 +48,12 @@ def test_decode_drops_special_ids_and_replaces_invalid_utf8():
     assert tok.decode(tok.encode("é")[:1]) == "\ufffd"  # truncated multi-byte character
 
 
+@pytest.mark.parametrize("text", [b"hello", bytearray(b"hello"), "hello"])
+def test_decode_refuses_raw_bytes_and_strings_instead_of_reading_them_as_ids(text):
+    with pytest.raises(TypeError, match=f"decode takes token ids.*got {type(text).__name__}"):
+        ByteTokenizer().decode(text)
+
+
 def test_special_token_wrapping():
     tok = ByteTokenizer()
     assert tok.encode("hi", add_special_tokens=True) == [CLS_ID, ord("h") + 6, ord("i") + 6, SEP_ID]

@@ -62,6 +62,11 @@ class ByteTokenizer:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Ids -> text; special ids (< 6) are dropped, invalid UTF-8 becomes U+FFFD."""
+        if isinstance(ids, (bytes, bytearray, str)):  # iterable, but not token ids: b"hello" would read as ids 104...
+            raise TypeError(
+                f"decode takes token ids (a list of ints or a rank-1 tensor), got {type(ids).__name__}; "
+                "raw UTF-8 bytes are text already: use bytes.decode('utf-8')"
+            )
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(f"decode takes one sequence of ids (rank 1), got shape {tuple(ids.shape)}")

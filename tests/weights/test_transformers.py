@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 import pytest
+import safetensors.torch
 import torch
 
 transformers = pytest.importorskip("transformers")
@@ -263,8 +264,6 @@ def test_sharded_folder_refuses_shards_outside_the_folder_before_opening_them(tm
     data["weight_map"][first] = shard
     index.write_text(json.dumps(data))
     opened = []
-    import safetensors.torch
-
     monkeypatch.setattr(safetensors.torch, "load_file", lambda path, *a, **k: opened.append(path))
     with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json names the shard .*plain \.safetensors"):
         MaskedLanguageModel.from_transformers(tmp_path)

@@ -142,13 +142,11 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         super().__init__()
         image_size = check_image_size(image_size, minimum=2)
         check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size, max_displacement=max_displacement)
-        if val_source not in VAL_SOURCES:
-            raise ValueError(f"val_source must be one of {', '.join(VAL_SOURCES)}, got {val_source!r}")
+        check_choice(val_source, VAL_SOURCES, "val_source")
         if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")
         check_choice(textures, TEXTURES, "textures")
-        if sintel_pass not in SINTEL_PASSES:
-            raise ValueError(f"sintel_pass must be one of {', '.join(SINTEL_PASSES)}, got {sintel_pass!r}")
+        check_choice(sintel_pass, SINTEL_PASSES, "sintel_pass")
         for name, folder in (("path", path), ("val_path", val_path), ("test_path", test_path)):
             if folder is not None and not Path(folder).expanduser().is_dir():
                 raise ValueError(f"flow {name} {folder!r} is not a folder; expected a folder of {LAYOUTS_LOOKED_FOR}")

@@ -244,8 +244,8 @@ def _read_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
     if (path / "model.safetensors").is_file():
         return load_file(path / "model.safetensors"), hf
-    if (path / "model.safetensors.index.json").is_file():
-        index = path / "model.safetensors.index.json"
+    index = path / hub.SAFETENSORS_INDEX
+    if index.is_file():
         shards = hub.index_shards(index)
         missing = [shard for shard in shards if not (path / shard).is_file()]
         if missing:

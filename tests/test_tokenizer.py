@@ -50,7 +50,7 @@ def test_decode_drops_special_ids_and_replaces_invalid_utf8():
 
 @pytest.mark.parametrize("text", [b"hello", bytearray(b"hello"), "hello"])
 def test_decode_refuses_raw_bytes_and_strings_instead_of_reading_them_as_ids(text):
-    with pytest.raises(TypeError, match=f"decode takes token ids.*got {type(text).__name__}"):
+    with pytest.raises(TypeError, match=f"ids must be token ids.*got {type(text).__name__}"):
         ByteTokenizer().decode(text)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 PAD_ID, BOS_ID, EOS_ID, MASK_ID, CLS_ID, SEP_ID = range(6)
@@ -38,6 +39,33 @@ class BatchEncoding:
         return BatchEncoding(move(self.input_ids), move(self.attention_mask), move(self.labels))
 
 
+def as_token_ids(ids: object, name: str = "ids") -> list[int]:
+    """A sequence of token ids (a list or tuple of ints, or a rank-1 integer tensor) as a list of ints, each in
+    ``[0, VOCAB_SIZE)``; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(ids, (bytes, bytearray, str)):  # iterable, but not token ids: b"hello" would read as ids 104...
+        raise TypeError(
+            f"{name} must be token ids (a list of ints or a rank-1 tensor), got {type(ids).__name__}; "
+            "raw UTF-8 bytes are text already: use bytes.decode('utf-8')"
+        )
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(
+                f"{name} must be a rank-1 integer tensor of token ids, got dtype {ids.dtype} and shape "
+                f"{tuple(ids.shape)}"
+            )
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)):
+        raise TypeError(f"{name} must be token ids (a list of ints or a rank-1 tensor), got {type(ids).__name__}")
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{name} must hold ints (token ids), got an element of type {type(i).__name__}")
+        if not 0 <= i < VOCAB_SIZE:
+            raise ValueError(f"{name} holds token id {int(i)}, outside the vocabulary [0, {VOCAB_SIZE})")
+        out.append(int(i))
+    return out
+
+
 class ByteTokenizer:
     """Bytes in, ids out. ``add_special_tokens=True`` wraps each text as ``[CLS] text [SEP]`` (transformers)."""
 
@@ -62,22 +90,7 @@ class ByteTokenizer:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Ids -> text; special ids (< 6) are dropped, invalid UTF-8 becomes U+FFFD."""
-        if isinstance(ids, (bytes, bytearray, str)):  # iterable, but not token ids: b"hello" would read as ids 104...
-            raise TypeError(
-                f"decode takes token ids (a list of ints or a rank-1 tensor), got {type(ids).__name__}; "
-                "raw UTF-8 bytes are text already: use bytes.decode('utf-8')"
-            )
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"decode takes one sequence of ids (rank 1), got shape {tuple(ids.shape)}")
-            ids = ids.tolist()
-        out = bytearray()
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < VOCAB_SIZE:
-                raise ValueError(f"token id {i} is outside the vocabulary [0, {VOCAB_SIZE})")
-            if i >= NUM_SPECIAL:
-                out.append(i - NUM_SPECIAL)
+        out = bytearray(i - NUM_SPECIAL for i in as_token_ids(ids, "ids") if i >= NUM_SPECIAL)
         return out.decode("utf-8", errors="replace")
 
     def batch_decode(self, batch: Sequence[Sequence[int]] | torch.Tensor) -> list[str]:
@@ -102,7 +115,21 @@ class ByteTokenizer:
         """
         if isinstance(texts, str):
             texts = [texts]
-        if padding not in (False, True, "longest", "max_length", "do_not_pad"):
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+            got = (
+                type(texts).__name__
+                if not isinstance(texts, (list, tuple))
+                else f"{type(texts).__name__} of " + (", ".join(sorted({type(t).__name__ for t in texts})) or "nothing")
+            )
+            raise TypeError(f"texts must be a str or a non-empty list of str, got {got}")
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
+            raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
+        for name, flag in (("truncation", truncation), ("add_special_tokens", add_special_tokens)):
+            if flag is not None and not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        if not isinstance(padding, (bool, str)) or padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
         limit = max_length if max_length is not None else self.model_max_length
         seqs = [self.encode(t, add_special_tokens) for t in texts]

@@ -370,8 +370,8 @@ def test_conv_stem_batchnorm_trains():
         (torch.randn(3, 32, 32), "shape"),  # rank 3 (no batch)
         (torch.randn(2, 32, 32, 3), "channels first"),  # channels last
         (torch.randint(0, 255, (2, 3, 32, 32)), "floating-point"),
-        (torch.randn(0, 3, 32, 32), "empty batch"),
-        (torch.randn(2, 3, 0, 32), "too small"),
+        (torch.randn(0, 3, 32, 32), "non-empty batch"),
+        (torch.randn(2, 3, 0, 32), "non-empty"),
         ([[0.0]], "tensor"),
     ],
 )

@@ -1,6 +1,7 @@
 """save_pretrained / from_pretrained round trips for every task model, and refusals."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -54,11 +55,66 @@ def test_wrong_class_and_bad_folders(tmp_path):
     cfg = json.loads((tmp_path / "set" / "config.json").read_text())
     cfg["model_class"] = "os.system"
     (tmp_path / "set" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="only perceiverio classes"):
+    with pytest.raises(ValueError, match="not one of perceiverio's model classes"):
         SetModel.from_pretrained(tmp_path / "set")
     (tmp_path / "set" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         SetModel.from_pretrained(tmp_path / "set")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "perceiverio.cli.main",  # a function of ours, reachable as an attribute
+        "perceiverio.weights.hub.download_checkpoint",
+        "perceiverio.tasks.sets.SetModelConfig",  # a class of ours, but not a model
+        "perceiverio.training.base.PerceiverTask",  # a module of ours not imported by loading
+        "perceiverio.core.perceiver.torch.nn.Linear",
+        "os.system",
+        "builtins.eval",
+    ],
+)
+def test_model_class_outside_the_allow_list_is_refused_before_anything_is_imported_or_opened(
+    tmp_path, monkeypatch, name
+):
+    from perceiverio.weights import checkpoint
+
+    SetModel(SetModelConfig.tiny()).save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["model_class"] = name
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the weights file was opened")
+
+    monkeypatch.setattr(checkpoint, "read_header", never)
+    monkeypatch.setattr(checkpoint, "load_file", never)
+    monkeypatch.setattr(checkpoint, "empty_model", never)
+    modules = set(sys.modules)
+    with pytest.raises(ValueError, match="is not one of perceiverio's model classes"):
+        SetModel.from_pretrained(tmp_path)
+    assert set(sys.modules) == modules
+
+
+def test_a_config_too_large_or_not_fitting_is_refused_before_any_tensor_is_read(tmp_path, monkeypatch):
+    from perceiverio.weights import checkpoint
+
+    SetModel(SetModelConfig.tiny()).save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["encoder"]["num_latents"] = 10**9  # 10^9 x 32 floats: 128 GB if it were allocated
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(checkpoint, "load_file", lambda *a, **k: pytest.fail("tensors read before the check"))
+    with pytest.raises(ValueError, match=r"model.safetensors: encoder.latents has shape \[4, 32\], the model's"):
+        SetModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("cut", [0, 7, 100, -10])
+def test_a_corrupt_weights_file_is_named(tmp_path, cut):
+    SetModel(SetModelConfig.tiny()).save_pretrained(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[:cut] if cut else b"\xff" * 64)
+    with pytest.raises(ValueError, match="model.safetensors is not a valid safetensors file"):
+        SetModel.from_pretrained(tmp_path)
 
 
 def test_no_temporary_files_left(tmp_path):

@@ -83,24 +83,24 @@ class AudioInputAdapter(nn.Module):
         )
         self.num_input_channels = config.num_input_channels
 
-    def check_input(self, x: object) -> torch.Tensor:
-        cfg = self.config
+    def check_input(self, x: object, name: str = "audio") -> torch.Tensor:
+        """``x`` as float mono samples ``[B, S]`` (from ``[B, S, 1]`` or ``[B, S]``), else a ValueError naming
+        ``name``."""
+        s = self.config.num_samples
         if not isinstance(x, torch.Tensor):
             raise ValueError(
-                f"audio must be a tensor [B, {cfg.num_samples}, 1] or [B, {cfg.num_samples}], got {type(x).__name__}"
+                f"{name} must be a tensor [B, {s}, 1] or [B, {s}] of audio samples, got {type(x).__name__}"
             )
         if x.dim() == 3 and x.shape[-1] == 1:
             x = x[..., 0]
         if x.dim() != 2:
-            raise ValueError(f"audio must have shape [B, S, 1] or [B, S] (mono samples), got {tuple(x.shape)}")
+            raise ValueError(f"{name} must have shape [B, {s}, 1] or [B, {s}] (mono samples), got {tuple(x.shape)}")
         if not x.dtype.is_floating_point:
-            raise ValueError(f"audio samples must be floating point, got dtype {x.dtype}")
+            raise ValueError(f"{name} must hold floating-point samples, got dtype {x.dtype}")
         if x.shape[0] == 0:
-            raise ValueError("empty audio batch")
-        if x.shape[1] != cfg.num_samples:
-            raise ValueError(
-                f"audio must have {cfg.num_samples} samples per example (the configured num_samples), got {x.shape[1]}"
-            )
+            raise ValueError(f"{name} must have a non-empty batch, got shape {tuple(x.shape)}")
+        if x.shape[1] != s:
+            raise ValueError(f"{name} must have {s} samples per example (the configured num_samples), got {x.shape[1]}")
         return x
 
     def forward(self, x: torch.Tensor, return_features: bool = False):

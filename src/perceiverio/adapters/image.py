@@ -200,23 +200,28 @@ class ImageInputAdapter(nn.Module):
             else (image_shape[0], *(math.ceil(n / s) for n in image_shape[-2:]))
         )
 
-    def check_input(self, x: object) -> torch.Tensor:
+    def check_input(self, x: object, name: str = "images") -> torch.Tensor:
+        """``x`` as a float ``[B, C, H, W]`` (``[B, T, C, H, W]`` for video) batch, else a ValueError naming
+        ``name``."""
         cfg = self.config
         rank, what = (5, "[B, T, C, H, W]") if cfg.is_video else (4, "[B, C, H, W]")
+        kind = "video" if cfg.is_video else "image"
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a {what} tensor, got {type(x).__name__}")
+            raise ValueError(f"{name} must be a {kind} batch tensor {what}, got {type(x).__name__}")
         if x.dim() != rank:
-            raise ValueError(
-                f"expected a {'video' if cfg.is_video else 'image'} batch {what}, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name} must be a {kind} batch {what} (rank {rank}), got shape {tuple(x.shape)}")
         if not x.dtype.is_floating_point:
-            raise ValueError(f"expected floating-point pixels, got dtype {x.dtype} (convert and normalise first)")
-        if x.shape[0] == 0:
-            raise ValueError("empty batch")
+            raise ValueError(
+                f"{name} must hold floating-point pixels, got dtype {x.dtype} (convert and normalise first)"
+            )
+        if 0 in x.shape:
+            raise ValueError(
+                f"{name} must have a non-empty batch and every dimension {what}, got shape {tuple(x.shape)}"
+            )
         if x.shape[-3] != cfg.num_image_channels:
             raise ValueError(
-                f"expected {cfg.num_image_channels} channels at dim {x.dim() - 3}, got shape "
-                f"{tuple(x.shape)} (images are [B, C, H, W], channels first)"
+                f"{name} must have {cfg.num_image_channels} channels at dim {x.dim() - 3} ({what}, channels first), "
+                f"got shape {tuple(x.shape)}"
             )
         return x
 

@@ -40,19 +40,23 @@ class LabelInputAdapter(nn.Module):
         self.config = config
         self.num_input_channels = config.num_classes
 
-    def check_input(self, x: object) -> torch.Tensor:
+    def check_input(self, x: object, name: str = "label") -> torch.Tensor:
+        """``x`` as one-hot float ``[B, K]`` (integer class ids ``[B]`` are one-hot encoded), else a ValueError
+        naming ``name``."""
         k = self.config.num_classes
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"label must be a tensor: one-hot [B, {k}] or class ids [B], got {type(x).__name__}")
-        if x.dim() == 1 and not x.dtype.is_floating_point and x.dtype != torch.bool:
-            check_range(x, 0, k, "label class ids")
+            raise ValueError(f"{name} must be a tensor: one-hot [B, {k}] or class ids [B], got {type(x).__name__}")
+        if x.dim() == 1 and not x.dtype.is_floating_point and not x.dtype.is_complex and x.dtype != torch.bool:
+            if x.shape[0] == 0:
+                raise ValueError(f"{name} must have a non-empty batch, got shape {tuple(x.shape)}")
+            check_range(x, 0, k, f"{name} (class ids)")
             return F.one_hot(x.long(), k).float()
         if x.dim() != 2 or x.shape[1] != k:
-            raise ValueError(f"label must be one-hot [B, {k}] or integer class ids [B], got shape {tuple(x.shape)}")
+            raise ValueError(f"{name} must be one-hot [B, {k}] or integer class ids [B], got shape {tuple(x.shape)}")
         if not x.dtype.is_floating_point:
-            raise ValueError(f"a [B, K] label must be floating point (one-hot), got dtype {x.dtype}")
+            raise ValueError(f"{name} of shape [B, {k}] must be floating point (one-hot), got dtype {x.dtype}")
         if x.shape[0] == 0:
-            raise ValueError("empty label batch")
+            raise ValueError(f"{name} must have a non-empty batch, got shape {tuple(x.shape)}")
         return x
 
     def forward(self, x: torch.Tensor, return_features: bool = False):

@@ -189,14 +189,14 @@ class MultimodalInputAdapter(nn.Module):
         masking = self.masking_active(apply_mask)
         parts, sizes = [], {}
         for name, adapter in self.adapters.items():  # sorted names
-            x = self.pad(name, adapter(inputs[name]))
+            x = adapter.check_input(inputs[name], f"inputs[{name!r}]")
+            if x.dtype.is_floating_point:  # any float dtype: computed in the model's
+                x = x.to(self.padding[name].dtype)
+            x = self.pad(name, adapter(x))
             if masking:
                 x = self.mask(name, x, generator)
             parts.append(x)
             sizes[name] = x.shape[1]
-        dtypes = {p.dtype for p in parts}
-        if len(dtypes) > 1:
-            raise ValueError(f"all modalities must have the same floating dtype, got {sorted(map(str, dtypes))}")
         return torch.cat(parts, dim=1), sizes
 
 

@@ -57,14 +57,19 @@ def check_features(x: object, num_channels: int, name: str = "inputs") -> torch.
     return x
 
 
-def check_mask(mask: object, shape: tuple[int, int], name: str = "attention_mask") -> torch.Tensor | None:
-    """``None`` or a ``[B, L]`` bool/integer tensor (non-zero = real element); returned as bool."""
+def check_mask(
+    mask: object, shape: tuple[int, int], name: str = "attention_mask", like: str = "the inputs"
+) -> torch.Tensor | None:
+    """``None`` or a ``[B, L]`` bool/integer tensor (non-zero = real element) of the batch and length of ``like``
+    (named in the message); returned as bool."""
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape {list(shape)}, got {type(mask).__name__}")
     if tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {list(shape)} (batch, length), got {list(mask.shape)}")
+        raise ValueError(
+            f"{name} must have shape {list(shape)} (the batch and length of {like}), got {list(mask.shape)}"
+        )
     if mask.dtype.is_floating_point or mask.dtype.is_complex:
         raise ValueError(f"{name} must be bool or integer (1 = token, 0 = padding), got dtype {mask.dtype}")
     return mask if mask.dtype == torch.bool else mask != 0
@@ -96,3 +101,23 @@ def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "
         raise ValueError(f"{name} has length {ids.shape[1]}, more than the model's max_seq_len {max_length}")
     check_range(ids, 0, vocab_size, name)
     return ids.long()
+
+
+def check_chunk_size(chunk_size: object, name: str = "chunk_size") -> int | None:
+    """``None`` (no chunking) or a positive int."""
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"{name} must be a positive int or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def check_class_ids(labels: object, batch: int, name: str = "labels") -> torch.Tensor:
+    """Integer class ids ``[B]`` (range checked by the loss: -100 ignores an example)."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of class ids of shape [{batch}], got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"{name} must have shape [{batch}] (one class id per example), got {list(labels.shape)}")
+    return labels

@@ -6,8 +6,10 @@ channels. Defaults reproduce DeepMind's official code; task configs compose thes
 
 from __future__ import annotations
 
+import math
+import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Literal
 
 Activation = Literal["gelu_tanh", "gelu"]
@@ -46,6 +48,7 @@ class EncoderConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_positive(
             self,
             "num_latents",
@@ -85,6 +88,7 @@ class DecoderConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_positive(self, "num_query_channels", "num_heads", "widening_factor")
         if self.num_output_channels is not None and self.num_output_channels <= 0:
             raise ValueError(f"DecoderConfig.num_output_channels must be positive, got {self.num_output_channels}")
@@ -105,10 +109,61 @@ class PerceiverConfig:
 
     def __post_init__(self) -> None:
         check_literals(self)
+        check_types(self, scalars_only=True)  # task configs normalise their tuple and mapping fields themselves
         for name, expected in (("encoder", EncoderConfig), ("decoder", DecoderConfig)):
             value = getattr(self, name)
             if value is not None and not isinstance(value, expected):
                 raise ValueError(f"{type(self).__name__}.{name} must be a {expected.__name__}, got {value!r}")
+
+
+def _matches(value: object, hint: object) -> bool:
+    """Whether ``value`` has the type ``hint`` names (ints for floats too; bools are not ints); hints this does not
+    understand match anything (the config's own checks cover them)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
+    if isinstance(hint, type) and is_dataclass(hint):
+        return isinstance(value, hint)
+    return True
+
+
+_SCALARS = (int, float, bool, str, type(None))
+
+
+def _scalar(hint: object) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return all(_scalar(a) for a in typing.get_args(hint))
+    return hint in _SCALARS
+
+
+def check_types(config: object, scalars_only: bool = False) -> None:
+    """ValueError naming the field for every dataclass field whose value does not have its annotated type (an
+    int field given ``True`` or ``"8"``, a float field given NaN, a tuple field given a string). ``scalars_only``:
+    only int/float/bool/str fields (and their optional forms), for configs that normalise their other fields."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value, hint = getattr(config, f.name), hints.get(f.name)
+        if hint is None or typing.get_origin(hint) is Literal or (scalars_only and not _scalar(hint)):
+            continue
+        if not _matches(value, hint):
+            shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ValueError(f"{type(config).__name__}.{f.name} must be {shown}, got {value!r}")
 
 
 def check_literals(config: object) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .blocks import CrossAttentionBlock, checkpointed
+from .checks import check_chunk_size
 from .config import Activation, DecoderConfig, Masking
 from .init import init_official_
 
@@ -65,10 +66,9 @@ class PerceiverDecoder(nn.Module):
             query_mask = None
         decode = checkpointed(self, self._decode)
         o = queries.shape[1]
+        chunk_size = check_chunk_size(chunk_size)
         if chunk_size is None or chunk_size >= o:
             return decode(queries, latents, query_mask)
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         chunks = []
         for start in range(0, o, chunk_size):
             sl = slice(start, start + chunk_size)

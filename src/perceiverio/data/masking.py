@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..tasks.outputs import IGNORE_INDEX
-from ..tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, BatchEncoding, ByteTokenizer
+from ..tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, BatchEncoding, ByteTokenizer, as_token_ids
 
 _WHITESPACE = {b + NUM_SPECIAL for b in b" \t\n\r\x0b\x0c"}
 
@@ -45,8 +45,12 @@ class WholeWordMaskingCollator:
         max_length: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if not 0.0 <= mask_prob <= 1.0:
-            raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
+        if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0.0 <= mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be a probability in [0, 1], got {mask_prob!r}")
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
+            raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
         self.tokenizer = tokenizer or ByteTokenizer()
         self.mask_prob = mask_prob
         self.max_length = max_length
@@ -57,9 +61,12 @@ class WholeWordMaskingCollator:
         return word_spans(ids)
 
     def __call__(self, examples: Sequence[str] | Sequence[Sequence[int]]) -> BatchEncoding:
-        if len(examples) == 0:
-            raise ValueError("cannot collate an empty batch")
-        seqs = [self.tokenizer.encode(e) if isinstance(e, str) else list(e) for e in examples]
+        if isinstance(examples, (str, bytes)) or not isinstance(examples, Sequence) or len(examples) == 0:
+            raise ValueError(
+                f"examples must be a non-empty list of texts or of token-id lists, got "
+                f"{type(examples).__name__ if not isinstance(examples, Sequence) else repr(examples)[:40]}"
+            )
+        seqs = [self.tokenizer.encode(e) if isinstance(e, str) else as_token_ids(e, "examples") for e in examples]
         if self.max_length is not None:
             seqs = [s[: self.max_length] for s in seqs]
         length = max(1, max(len(s) for s in seqs))

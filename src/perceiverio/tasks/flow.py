@@ -309,14 +309,21 @@ class OpticalFlow(PerceiverIO):
         h, w = self.check_frames(frames).shape[-2:]
         scale = check_scale(self.config.predict_scale if scale is None else scale)
         if scale != 1.0:
-            small = resize_frames(frames, scaled_size((h, w), scale))
+            size = scaled_size((h, w), scale)
+            tile_size = _pair(tile, "tile") if tile is not None else self.config.tile
+            if size[0] < tile_size[0] or size[1] < tile_size[1]:
+                raise ValueError(
+                    f"frames of {h}×{w} pixels at scale {scale:g} ({size[0]}×{size[1]}) are smaller than the tile "
+                    f"{tile_size[0]}×{tile_size[1]}: raise scale or pass larger frames"
+                )
+            small = resize_frames(frames, size)
             return resize_flow(self.predict(small, tile, min_overlap, progress, scale=1.0), (h, w))
         tile = _pair(tile, "tile") if tile is not None else self.config.tile
         min_overlap = self.config.min_overlap if min_overlap is None else min_overlap
         check_overlap(tile, min_overlap)
         if h < tile[0] or w < tile[1]:
             raise ValueError(
-                f"the image ({h}×{w}) is smaller than the tile {tile[0]}×{tile[1]}: pad or resize it "
+                f"frames of {h}×{w} pixels are smaller than the tile {tile[0]}×{tile[1]}: pad or resize them "
                 "to at least the tile size (as the official demo requires), or call the model directly"
             )
         origins = tile_origins((h, w), tile, min_overlap)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..adapters.classification import ClassificationOutputAdapter, MultitaskOutputAdapter
 from ..adapters.text import TextInputAdapter, TiedTokenOutputAdapter
-from ..core.checks import check_indices, check_mask, check_range
+from ..core.checks import check_class_ids, check_indices, check_mask, check_range
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
 from ..core.queries import LearnedQueries
@@ -200,9 +200,9 @@ class MaskedLanguageModel(PerceiverIO):
     ) -> MaskedLMOutput:
         x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
         b, length = x.shape[:2]
-        mask = check_mask(attention_mask, (b, length))  # [B, L]
-        if labels is not None and tuple(labels.shape) != (b, length):
-            raise ValueError(f"labels must have shape {[b, length]} like input_ids, got {list(labels.shape)}")
+        mask = check_mask(attention_mask, (b, length), "attention_mask", like="input_ids")  # [B, L]
+        if labels is not None:
+            labels = _check_token_labels(labels, (b, length), self.config.vocab_size)
         valid = None
         if decode_labeled_only:
             if labels is None:
@@ -229,6 +229,28 @@ def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over labelled positions; a batch without any (no word masked) gives 0, not NaN."""
     nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     return nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def _check_token_labels(labels: object, shape: tuple[int, int], vocab_size: int) -> torch.Tensor:
+    """MLM labels: integer ids ``[B, L]`` like input_ids, each in [0, vocab_size) or -100 (ignored)."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"labels must be a tensor of token ids of shape {list(shape)}, got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must hold integer token ids (-100 = ignored), got dtype {labels.dtype}")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"labels must have shape {list(shape)} like input_ids, got {list(labels.shape)}")
+    check_range(labels.masked_fill(labels == IGNORE_INDEX, 0), 0, vocab_size, f"labels (or {IGNORE_INDEX})")
+    return labels.long()
+
+
+def _check_targets(labels: object, batch: int, name: str = "labels") -> torch.Tensor:
+    """Regression targets: a real tensor ``[B]``."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_complex or labels.dtype == torch.bool:
+        got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{name} must be a real tensor of regression targets of shape [{batch}], got {got}")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"{name} must have shape [{batch}] (one target per example), got {list(labels.shape)}")
+    return labels
 
 
 def labeled_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,16 +304,14 @@ class SequenceClassifier(PerceiverIO):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> ClassifierOutput:
-        logits = super().forward(input_ids, attention_mask)  # [B, K]
-        b = logits.shape[0]
-        loss = None
-        if labels is not None:
-            if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (b,):
-                raise ValueError(
-                    f"labels must be a tensor of shape [{b}], got "
-                    f"{list(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
-                )
-            loss = classification_loss(logits, labels, self.config.num_classes)
+        x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
+        mask = check_mask(attention_mask, tuple(x.shape[:2]), "attention_mask", like="input_ids")  # [B, L]
+        if labels is not None and self.config.num_classes > 1:
+            labels = check_class_ids(labels, x.shape[0])
+        elif labels is not None:
+            labels = _check_targets(labels, x.shape[0])
+        logits = self.decode(self.encoder(x, mask), self.output_queries(x))  # [B, K]
+        loss = None if labels is None else classification_loss(logits, labels, self.config.num_classes)
         return ClassifierOutput(logits=logits, loss=loss)
 
 
@@ -324,22 +344,13 @@ class MultitaskClassifier(PerceiverIO):
         attention_mask: torch.Tensor | None = None,
         labels: Mapping[str, torch.Tensor] | None = None,
     ) -> ClassifierOutput:
-        if labels is not None and not isinstance(labels, Mapping):
-            raise ValueError(
-                f"labels must be a dict {{task: tensor}} over tasks {self.task_names}, got {type(labels).__name__}"
-            )
-        logits = super().forward(input_ids, attention_mask)  # {task: [B, K_task]}
-        b = next(iter(logits.values())).shape[0]
+        x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
+        mask = check_mask(attention_mask, tuple(x.shape[:2]), "attention_mask", like="input_ids")  # [B, L]
+        labels = self._check_labels(labels, x.shape[0])
+        logits = self.decode(self.encoder(x, mask), self.output_queries(x))  # {task: [B, K_task]}
         task_losses: dict[str, torch.Tensor] = {}
         labelled: list[torch.Tensor] = []
-        for name, y in (labels or {}).items():
-            if name not in logits:
-                raise ValueError(f"unknown task {name!r}; this model has tasks {self.task_names}")
-            if not isinstance(y, torch.Tensor) or tuple(y.shape) != (b,):
-                raise ValueError(
-                    f"labels[{name!r}] must be a tensor of shape [{b}], got "
-                    f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
-                )
+        for name, y in labels.items():
             k = dict(self.config.tasks)[name]
             keep = y != IGNORE_INDEX  # [B]
             if k == 1:  # regression: mean squared error over the labelled examples
@@ -353,3 +364,20 @@ class MultitaskClassifier(PerceiverIO):
             has = torch.stack(labelled).float()  # [T']
             loss = (torch.stack(list(task_losses.values())) * has).sum() / has.sum().clamp(min=1)
         return ClassifierOutput(logits=logits, loss=loss, task_losses=task_losses)
+
+    def _check_labels(self, labels: object, batch: int) -> dict[str, torch.Tensor]:
+        if labels is None:
+            return {}
+        if not isinstance(labels, Mapping):
+            raise ValueError(
+                f"labels must be a dict {{task: tensor}} over tasks {self.task_names}, got {type(labels).__name__}"
+            )
+        checked = {}
+        for name, y in labels.items():
+            if name not in self.task_names:
+                raise ValueError(f"labels names an unknown task {name!r}; this model has tasks {self.task_names}")
+            if dict(self.config.tasks)[name] == 1:
+                checked[name] = _check_targets(y, batch, f"labels[{name!r}]")
+            else:
+                checked[name] = check_class_ids(y, batch, f"labels[{name!r}]")
+        return checked

@@ -31,7 +31,7 @@ from ..adapters.multimodal import (
     ProjectionOutputAdapter,
     check_modality_names,
 )
-from ..core.checks import check_range
+from ..core.checks import check_chunk_size, check_range
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
 from ..core.init import init_official_
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
@@ -298,7 +298,7 @@ class MultimodalAutoencoder(PerceiverIO):
     def reconstruct(
         self,
         inputs: Mapping[str, torch.Tensor],
-        chunk_size: int = 16_384,
+        chunk_size: int | None = 16_384,
         progress: bool = False,
         apply_mask: bool | None = None,
         generator: torch.Generator | None = None,
@@ -306,10 +306,9 @@ class MultimodalAutoencoder(PerceiverIO):
         """Encode once, decode every output point ``chunk_size`` queries at a time.
 
         Returns videos ``[B, T, C, H, W]`` (images ``[B, C, H, W]``), audio ``[B, S]`` and label logits ``[B, K]``;
-        identical to decoding all points at once. ``progress=True`` shows a tqdm bar.
+        identical to decoding all points at once (``chunk_size=None``). ``progress=True`` shows a tqdm bar.
         """
-        if not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        chunk_size = check_chunk_size(chunk_size) or max(self.num_points(n) for n in self.modalities)
         z = self.encode(inputs, apply_mask, generator)
         jobs = [
             (n, s, min(s + chunk_size, self.num_points(n)))
@@ -350,7 +349,9 @@ class MultimodalAutoencoder(PerceiverIO):
                 x = self._check_image(name, inputs[name])
                 flat = x.movedim(-3, -1).reshape(b, -1, x.shape[-3])  # [B, T·H·W, C]
             else:
-                flat = adapter.check_input(inputs[name]).reshape(b, -1, cfg.samples_per_patch)  # [B, P, p]
+                flat = adapter.check_input(inputs[name], f"inputs[{name!r}]").reshape(
+                    b, -1, cfg.samples_per_patch
+                )  # [B, P, p]
             idx = points[name]
             if idx is not None:
                 idx = idx.to(flat.device)
@@ -388,11 +389,11 @@ class MultimodalAutoencoder(PerceiverIO):
     def _check_image(self, name: str, x: object) -> torch.Tensor:
         """The configured size is required: the output grid (and the outputs' meaning) is fixed by it."""
         cfg = self.config.modality_configs[name]
-        x = self.input_adapter.adapters[name].check_input(x)
+        x = self.input_adapter.adapters[name].check_input(x, f"inputs[{name!r}]")
         size = (x.shape[1], *x.shape[-2:]) if cfg.is_video else tuple(x.shape[-2:])
         if tuple(size) != cfg.image_shape:
             raise ValueError(
-                f"{name!r} must have the configured size {cfg.image_shape} "
+                f"inputs[{name!r}] must have the configured size {cfg.image_shape} "
                 f"({'T, H, W' if cfg.is_video else 'H, W'}), got shape {tuple(x.shape)}"
             )
         return x

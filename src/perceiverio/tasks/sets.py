@@ -79,7 +79,7 @@ class SetModel(PerceiverIO):
         self, entities: torch.Tensor, mask: torch.Tensor | None = None, chunk_size: int | None = None
     ) -> SetOutput:
         x = check_features(entities, self.config.num_entity_channels, "entities")  # [B, M, C]
-        mask = check_mask(mask, tuple(x.shape[:2]), "mask")
+        mask = check_mask(mask, tuple(x.shape[:2]), "mask", like="entities")
         out = super().forward(x.to(self.encoder.latents.dtype), mask, query_mask=mask, chunk_size=chunk_size)
         if mask is not None:
             out = out.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, M, out]

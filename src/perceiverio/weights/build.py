@@ -24,6 +24,29 @@ def empty_model(cls: type, config: Any) -> nn.Module:
         return cls.from_config(config)
 
 
+def check_fits(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
+    """ValueError naming ``where`` (the file) unless ``state`` has exactly the model's keys, each a tensor of the
+    declared shape and of a compatible kind (floating for floating tensors); reads shapes only."""
+    declared = model.state_dict()
+    missing = sorted(set(declared) - set(state))
+    unexpected = sorted(set(state) - set(declared))
+    if missing or unexpected:
+        raise ValueError(
+            f"{where} does not fit {type(model).__name__}: {len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}"
+        )
+    for name, target in declared.items():
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{where}: {name} must be a tensor, got {type(tensor).__name__}")
+        if tuple(tensor.shape) != tuple(target.shape):
+            raise ValueError(
+                f"{where}: {name} has shape {list(tensor.shape)}, the model's config declares {list(target.shape)}"
+            )
+        if target.dtype.is_floating_point and not tensor.dtype.is_floating_point:
+            raise ValueError(f"{where}: {name} must be floating point, got dtype {tensor.dtype}")
+
+
 def assign_weights(model: nn.Module, state: Mapping[str, torch.Tensor], copy: bool = False) -> nn.Module:
     """Give ``model`` (built by :func:`empty_model`) exactly the tensors of ``state`` (every key, strict).
 

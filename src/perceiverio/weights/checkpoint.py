@@ -5,7 +5,8 @@ any task config (the multimodal one holds per-modality adapter configs) round-tr
 classes defined in the ``perceiverio`` package, looked up among its modules already imported (a file never makes
 anything import), are ever instantiated from a file, and only dataclasses (configs) or :class:`PerceiverIO`
 subclasses (the model); a model class of your own is accepted when you load through it
-(``MyModel.from_pretrained``). Writes are atomic (temporary file, then rename).
+(``MyModel.from_pretrained``). Writes are atomic (temporary file, then rename), and a model with a NaN or infinite
+value in any tensor is never written.
 
 :func:`load_pretrained` also takes a Hub repository id (``org/name``, see :mod:`perceiverio.weights.hub`) and
 :func:`push_to_hub` writes :func:`save_pretrained` into a temporary folder and uploads it.
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..core.perceiver import PerceiverIO
+from ..tasks import (
+    ImageClassifier,
+    MaskedLanguageModel,
+    MultimodalAutoencoder,
+    MultitaskClassifier,
+    OpticalFlow,
+    SequenceClassifier,
+    SetModel,
+)
 from . import hub
-from .build import assign_weights, empty_model
+from .build import assign_weights, check_fits, empty_model
 
 FORMAT = "perceiverio-checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+TMP_SUFFIX = ".tmp"  # temporary files of the atomic writes: .<name>.<random>.tmp
+STALE_SECONDS = 3600.0  # such a file this old was left by an interrupted write
 
 
 def qualified_name(cls: type) -> str:
@@ -83,8 +96,11 @@ def config_from_dict(data: Any) -> Any:
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(temporary path)`` and rename: a reader sees the old file or the new one, never
+    part of one. The temporary file has a unique name of our pattern (``.<name>.<random>.tmp``, see
+    :func:`remove_stale_temporaries`) and is removed whatever happens before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
@@ -92,21 +108,63 @@ def _atomic_write(path: Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone already after the rename
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove the temporary files that an interrupted :func:`save_pretrained` left in ``directory``
+    (``.model.safetensors.*.tmp``, ``.config.json.*.tmp``) whose last change is at least ``older_than`` seconds old
+    (0: all of them, for a folder that one writer owns). Returns the files removed."""
+    folder, removed = Path(directory), []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for name in (WEIGHTS, CONFIG):
+        for f in folder.glob(f".{name}.*{TMP_SUFFIX}"):
+            try:
+                if f.is_file() and now - f.stat().st_mtime >= older_than:
+                    f.unlink()
+                    removed.append(f)
+            except FileNotFoundError:  # removed meanwhile by another writer
+                continue
+    return removed
+
+
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` holding a NaN or an infinity, or None. One fused
+    check (the largest magnitude of every tensor; NaN propagates), then a search only when it fails."""
+    named = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    if not named:
+        return None
+    norms = torch._foreach_norm([v for _, v in named], float("inf"))
+    device = norms[0].device
+    if bool(torch.stack([n.float().to(device) for n in norms]).isfinite().all()):
+        return None
+    return next(k for k, v in named if not bool(torch.isfinite(v).all()))
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed); returns it.
-    ``Model.from_pretrained(directory)`` rebuilds the model."""
+    ``Model.from_pretrained(directory)`` rebuilds the model. A model with a NaN or infinite value in any tensor is
+    refused (ValueError naming the first such tensor); temporary files that an interrupted write left there more
+    than an hour ago are removed."""
     directory = Path(directory)
     config = getattr(model, "config", None)
     if config is None or not dataclasses.is_dataclass(config):
         raise ValueError(f"{type(model).__name__} has no config dataclass to save")
     # tied or shared tensors are stored once per name; clone so safetensors sees no shared storage
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    bad = first_non_finite(state)
+    if bad is not None:
+        count = int((~torch.isfinite(state[bad])).sum())
+        raise ValueError(
+            f"refusing to save {type(model).__name__} to {str(directory)!r}: tensor {bad!r} holds {count} NaN or "
+            f"infinite value(s) of {state[bad].numel()}; expected finite weights (training diverged: lower the "
+            "learning rate, clip gradients or train in bf16)"
+        )
     meta = {"format": FORMAT, "model_class": qualified_name(type(model)), "config": config_to_dict(config)}
+    remove_stale_temporaries(directory)
     _atomic_write(directory / WEIGHTS, lambda p: save_file(state, p, metadata={"format": FORMAT}))
     _atomic_write(directory / CONFIG, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     return directory
@@ -126,12 +184,32 @@ def check_config(meta: Any, where: str = "the checkpoint") -> None:
         )
 
 
-def _model_class(name: str, expected: type | None) -> type:
+MODEL_CLASSES: dict[str, type] = {
+    qualified_name(cls): cls
+    for cls in (
+        PerceiverIO,
+        MaskedLanguageModel,
+        SequenceClassifier,
+        MultitaskClassifier,
+        ImageClassifier,
+        OpticalFlow,
+        MultimodalAutoencoder,
+        SetModel,
+    )
+}
+"""The allow-list of the model classes a ``config.json`` may name (plus, when loading through a class of your own,
+that class itself)."""
+
+
+def _model_class(name: object, expected: type | None) -> type:
     if expected is not None and name == qualified_name(expected):
         return expected  # your own subclass, loaded through itself
-    cls = resolve_class(name)
-    if not (isinstance(cls, type) and issubclass(cls, PerceiverIO)):
-        raise ValueError(f"checkpoint model_class {name!r} is not a PerceiverIO model")
+    cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(
+            f"checkpoint model_class {name!r} is not one of perceiverio's model classes "
+            f"({', '.join(c.__name__ for c in MODEL_CLASSES.values())}): refusing to build it"
+        )
     if expected is not None and not issubclass(cls, expected):
         raise ValueError(f"the checkpoint holds a {cls.__name__}, not a {expected.__name__}")
     return cls
@@ -163,14 +241,75 @@ def load_pretrained(
         directory = Path(name_or_path)
     if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
         raise ValueError(f"{directory} is not a perceiverio checkpoint folder (needs {CONFIG} and {WEIGHTS})")
+    config_file, weights_file = directory / CONFIG, directory / WEIGHTS
     try:
-        meta = json.loads((directory / CONFIG).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{directory / CONFIG} is not valid JSON: {e}") from e
-    check_config(meta, str(directory / CONFIG))
+        meta = json.loads(config_file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+    check_config(meta, str(config_file))
+    if not isinstance(meta.get("model_class"), str) or not isinstance(meta.get("config"), Mapping):
+        raise ValueError(f"{config_file} must hold a model_class string and a config object")
     cls = _model_class(meta["model_class"], expected)
-    model = empty_model(cls, config_from_dict(meta["config"]))
-    return assign_weights(model, load_file(directory / WEIGHTS, device=str(map_location))).eval()
+    try:
+        model = empty_model(cls, config_from_dict(meta["config"]))  # on the meta device: no memory yet
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RuntimeError) as e:
+        raise ValueError(f"{config_file}: the config does not build a {cls.__name__}: {first_line(e)}") from None
+    check_fits(model, read_header(weights_file), str(weights_file))  # names and shapes, before any tensor is read
+    try:
+        state = load_file(weights_file, device=str(map_location))
+    except Exception as e:  # safetensors' own error types: a corrupt file
+        raise ValueError(f"{weights_file} is not a valid safetensors file: {first_line(e)}") from None
+    return assign_weights(model, state).eval()
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_header(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors a safetensors file declares, as meta tensors of their shape and dtype (reads the header only),
+    after checking that the header is well formed and every tensor lies inside the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+        if length < 2 or 8 + length > size:
+            raise ValueError(f"{path} is not a valid safetensors file: truncated or corrupt header")
+        try:
+            header = json.loads(f.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path} is not a valid safetensors file: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a valid safetensors file: its header is not a JSON object")
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+            shape = [int(d) for d in entry["shape"]]
+            start, end = (int(o) for o in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path} is not a valid safetensors file: bad header entry for {name!r}") from None
+        if min(shape, default=0) < 0 or not 0 <= start <= end <= size - 8 - length:
+            raise ValueError(f"{path} is not a valid safetensors file: {name!r} lies outside the file")
+        out[name] = torch.empty(shape, dtype=dtype, device="meta")
+    return out
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def push_to_hub(

@@ -282,7 +282,15 @@ def read_source(source: Any, revision: str | None = None, token: str | bool | No
         if not hasattr(source.config, "to_dict"):
             raise ValueError(f"{type(source).__name__} is not a transformers model (its config has no to_dict)")
         return Source(dict(source.state_dict()), source.config.to_dict(), borrowed=True)
-    if isinstance(source, Mapping) and all(isinstance(v, torch.Tensor) for v in source.values()):
+    if isinstance(source, Mapping):
+        bad = next(
+            ((k, v) for k, v in source.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None
+        )
+        if bad is not None:
+            raise ValueError(
+                f"source is a state dict whose entry {bad[0]!r} is a {type(bad[1]).__name__}: every entry must map "
+                "a parameter name to a tensor"
+            )
         return Source(dict(source), None, borrowed=True)
     raise ValueError(
         "source must be a transformers Perceiver model, its state_dict(), a checkpoint folder path or "
@@ -321,8 +329,9 @@ class TransformersHead:
                 f" (its config names architectures={hf.get('architectures')})" if hf and hf.get("architectures") else ""
             )
             extra = f"; {len(unexpected)} unexpected keys, e.g. {unexpected[:4]}" if unexpected else ""
+            sized = " with the sizes of the given config" if hf else ""
             raise ValueError(
-                f"the weights are not a transformers {self.name} checkpoint{arch}: "
+                f"the weights are not a transformers {self.name} checkpoint{sized}{arch}: "
                 f"{len(missing)} missing keys, e.g. {missing[:4]}{extra}"
             )
 
@@ -356,15 +365,18 @@ class TransformersHead:
             hf_raw, config = (dict(config) if isinstance(config, Mapping) else config.to_dict()), None
         hf = _hf_dict(hf_raw) if hf_raw is not None else None
         self.check_keys(self.required, state, hf, unexpected_too=False)
-        if config is None and hf is not None:
-            config = self.from_hf(hf)
-        elif config is None:
-            try:
+        try:
+            if config is None and hf is not None:
+                config = self.from_hf(hf)
+            elif config is None:
                 config = self.from_state(state)
-            except KeyError as e:
-                raise ValueError(f"the weights are not a transformers {self.name} checkpoint: missing key {e}") from e
-        activation = hf_activation(hf["hidden_act"]) if hf is not None else "gelu"
-        config = dataclasses.replace(config, **{"activation": activation, "masking": "transformers", **overrides})
+            activation = hf_activation(hf["hidden_act"]) if hf is not None else "gelu"
+            config = dataclasses.replace(config, **{"activation": activation, "masking": "transformers", **overrides})
+        except KeyError as e:
+            raise ValueError(f"the weights are not a transformers {self.name} checkpoint: missing key {e}") from None
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
+            what = "the transformers config" if hf is not None else "the state dict's shapes"
+            raise ValueError(f"{what} does not give a valid {self.config_class.__name__}: {e}") from None
 
         model = empty_model(cls, config)
         ours = model.state_dict()

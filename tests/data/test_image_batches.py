@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from perceiverio.data import ImageDataModule
 from perceiverio.data.image import ImageArray
 from perceiverio.data.readers.image import read_idx, write_idx
-from perceiverio.data.sampling import collated
+from perceiverio.data.sampling import EpochSampler, collated, permutation
 
 
 def write_mnist(folder: Path, n_train: int = 30, n_test: int = 10, classes: int = 10) -> None:
@@ -72,7 +72,7 @@ def test_batched_idx_loader_matches_the_per_item_path(tmp_path, size, channels, 
     train = dm.train_dataloader()
     assert isinstance(dm.train_set, ImageArray) and train.collate_fn is collated
     assert dm.train_set.images.dtype == np.uint8 and dm.train_set.images.shape == (30, 1, 28, 28)
-    reference = DataLoader(ref, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3))
+    reference = DataLoader(ref, batch_size=8, sampler=EpochSampler(permutation, len(ref), 3))  # epochs 0, 1, ...
     exact = 0.0 if size == (28, 28) else 1e-6
     for _ in range(2):  # two epochs: the same seeded order, epoch after epoch
         assert assert_same_batches(train, reference, exact) == 4
@@ -113,10 +113,7 @@ def test_fashion_mnist_batches_match_the_per_item_path():
     dm.setup()
     x, y = read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "train-labels-idx1-ubyte.gz")
     ref = DataLoader(
-        PerItem(x, y, (28, 28), 1, dm.mean, dm.std),
-        batch_size=128,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
+        PerItem(x, y, (28, 28), 1, dm.mean, dm.std), batch_size=128, sampler=EpochSampler(permutation, len(x), 0)
     )
     for k, (a, b) in enumerate(zip(dm.train_dataloader(), ref)):
         assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["images"], b["images"])

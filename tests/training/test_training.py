@@ -18,6 +18,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from perceiverio.core.config import DecoderConfig, EncoderConfig
+from perceiverio.data.sampling import ListDataset
+from perceiverio.data.sampling import loader as resumable_loader
 from perceiverio.tasks import (
     ImageClassifier,
     MaskedLanguageModel,
@@ -505,9 +507,9 @@ class OptimizerStateAtStart(L.Callback):
 
 
 def test_resume_continues_step_count_and_optimizer_state(tmp_path):
-    n, total = 2, 4  # 2 batches per epoch: the checkpoint ends an epoch (see the note below)
+    n, total = 2, 4  # 3 batches per epoch: the checkpoint falls in the middle of the first epoch
     config = OptimizerConfig(lr=3e-3, warmup_steps=1)  # warm-up then cosine over `total` steps
-    data = mlm_examples(4)
+    data = ListDataset(mlm_examples(6))
 
     def run(seed, callbacks, ckpt_path=None):
         L.seed_everything(seed, verbose=False)
@@ -517,7 +519,7 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path):
             callbacks=callbacks,
             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         )
-        t.fit(module, loader(data, 2), ckpt_path=ckpt_path)
+        t.fit(module, resumable_loader(data, 2, 0), ckpt_path=ckpt_path)
         return module, t
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=n)
@@ -537,8 +539,8 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path):
         assert torch.equal(probe.state[k]["exp_avg"], saved[k]["exp_avg"])
         assert torch.equal(probe.state[k]["exp_avg_sq"], saved[k]["exp_avg_sq"])
 
-    # Lightning restarts a non-resumable dataloader at the start of the interrupted epoch; at an epoch boundary
-    # (as here) the resumed run replays exactly the uninterrupted one
+    # the loader's position is in the checkpoint: the resumed run trains on the epoch's third batch, then the next
+    # epoch, exactly as the uninterrupted run (tests/training/test_resume.py: with dropout, shuffling, augmentation)
     straight, t3 = run(0, [])
     assert t3.global_step == total
     a, b = final_weights(resumed), final_weights(straight)

@@ -1,23 +1,28 @@
-"""Reproducible per-epoch sampling and the other pieces the data modules share: :func:`loader` (with
+"""Reproducible, resumable per-epoch sampling and the other pieces the data modules share: :func:`loader` (with
 :class:`SplitLoaders`), datasets that serve whole batches (:class:`BatchedDataset`), padding collators and argument
 and label checks.
 
 :class:`EpochSampler` yields a fresh, seeded list of sample descriptions every epoch (for example ``(start,
-mask_seed)`` pairs of text windows); the dataset turns a description into a sample. Lightning calls
+mask_seed)`` pairs of text windows, or a permutation of the dataset: :func:`permutation`); the dataset turns a
+description into a sample. The order of epoch ``e`` is a function of ``(seed, e)`` alone. Lightning calls
 ``set_epoch(epoch)`` before every epoch (also through its ``DistributedSamplerWrapper`` under DDP, which then splits
 the list between ranks: every rank draws the same list, so the split is consistent). Without ``set_epoch`` calls
 (a plain PyTorch loop), each new iteration counts as the next epoch.
+
+Every loader of :func:`loader` is a :class:`ResumableLoader`: Lightning saves its position (epoch, batches already
+delivered) in each checkpoint and restores it on resume, and the resumed epoch continues with the next batch.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, SequentialSampler
 
 from ..tasks.outputs import IGNORE_INDEX
 from ..tokenizer import PAD_ID
@@ -49,6 +54,116 @@ class EpochSampler(Sampler):
         if not self._explicit:
             self.epoch += 1
         return iter(self.samples(epoch))
+
+
+def permutation(rng: np.random.Generator, n: int) -> list[int]:
+    """The ``draw`` of a shuffled :class:`EpochSampler`: a permutation of ``range(n)``."""
+    return rng.permutation(n).tolist()
+
+
+class ResumableSampler(Sampler):
+    """The sampler a :class:`ResumableLoader` iterates: ``sampler``'s order, without its first items in a resumed
+    epoch (:meth:`resume`). ``set_epoch`` reaches ``sampler`` when an iteration starts; without ``set_epoch`` calls,
+    each iteration after the first counts as the next epoch. ``epoch``: that of the current (or next) iteration."""
+
+    def __init__(self, sampler: Sampler | Sequence[Any]) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+        self.skipped = 0  # items left out at the start of the current iteration
+        self._explicit = False
+        self._started = False
+        self._skip: tuple[int, int] | None = None  # (epoch, items) for a resumed epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._explicit = int(epoch), True
+
+    def resume(self, epoch: int, items: int) -> None:
+        """The next iteration is epoch ``epoch`` and leaves out its first ``items`` items (only if it is that
+        epoch: a later ``set_epoch`` to another one cancels the skip)."""
+        self.epoch, self._started, self._skip = int(epoch), False, (int(epoch), int(items))
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._started and not self._explicit:
+            self.epoch += 1
+        self._started = True
+        set_epoch = getattr(self.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
+        self.skipped = self._skip[1] if self._skip is not None and self._skip[0] == self.epoch else 0
+        self._skip = None
+        return itertools.islice(iter(self.sampler), self.skipped, None)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader (map-style datasets) that knows its position: ``state_dict()`` -> ``{"epoch", "batches"}``
+    (the epoch and how many of its batches were delivered); ``load_state_dict`` makes the next iteration that
+    epoch's remaining batches, the skipped ones never loaded. Lightning saves the state of the training loader in
+    every checkpoint and loads it when resuming, before the first batch, so a run resumed from a mid-epoch
+    checkpoint trains on the batches the uninterrupted run would have. Takes DataLoader's arguments (not
+    ``shuffle=True``: shuffle with ``sampler=EpochSampler(permutation, len(dataset), seed)``, as :func:`loader`
+    does); the given sampler (default: in order) is wrapped in a :class:`ResumableSampler`. The sampler runs in
+    the main process, so the position is exact with worker processes too; an iteration starts its workers' index
+    stream at its first batch (after Lightning's ``set_epoch``)."""
+
+    def __init__(self, dataset: Dataset, *args: Any, sampler: Sampler | None = None, **kwargs: Any) -> None:
+        if isinstance(dataset, IterableDataset):
+            raise TypeError("ResumableLoader needs a map-style dataset, got an IterableDataset")
+        if kwargs.get("shuffle"):
+            raise ValueError(
+                "ResumableLoader shuffles through its sampler: pass sampler=EpochSampler(permutation, "
+                "len(dataset), seed) instead of shuffle=True"
+            )
+        if kwargs.get("batch_sampler") is None:
+            sampler = ResumableSampler(SequentialSampler(dataset) if sampler is None else sampler)
+        super().__init__(dataset, *args, sampler=sampler, **kwargs)
+        self.epoch, self.batches = 0, 0  # the position: batches of `epoch` delivered (or skipped on resume)
+
+    def __iter__(self) -> Iterator[Any]:
+        return _PositionTracker(self)
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self.sampler
+        if isinstance(sampler, ResumableSampler) and sampler.epoch != self.epoch:  # moved on, nothing delivered yet
+            return {"epoch": sampler.epoch, "batches": 0}
+        return {"epoch": self.epoch, "batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if not isinstance(self.sampler, ResumableSampler):
+            raise TypeError("this ResumableLoader was built with a batch_sampler: it cannot skip batches")
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= len(self):  # the epoch was complete: the next one from its start
+            epoch, batches = epoch + 1, 0
+        self.sampler.resume(epoch, batches * (self.batch_size or 1))
+        self.epoch, self.batches = epoch, batches
+
+
+class _PositionTracker(Iterator):
+    """A :class:`ResumableLoader`'s iterator: DataLoader's, created at the first ``next`` (after ``set_epoch``),
+    counting the batches it delivers into the loader's position."""
+
+    def __init__(self, loader: ResumableLoader) -> None:
+        self.loader = loader
+        self.iterator: Iterator[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __next__(self) -> Any:
+        loader = self.loader
+        first = self.iterator is None
+        if first:
+            self.iterator = DataLoader.__iter__(loader)
+        try:
+            batch = next(self.iterator)
+        finally:
+            if first and isinstance(loader.sampler, ResumableSampler):
+                loader.epoch = loader.sampler.epoch
+                loader.batches = loader.sampler.skipped // (loader.batch_size or 1)
+        loader.batches += 1
+        return batch
 
 
 class DescribedDataset(Dataset):
@@ -110,20 +225,22 @@ def loader(
     shuffle: bool = False,
     seed: int = 0,
     drop_last: bool = False,
-) -> DataLoader:
-    """A DataLoader with our defaults: seeded shuffling, persistent workers when there are workers; a
-    :class:`BatchedDataset` serves each batch in one call."""
+) -> ResumableLoader:
+    """A :class:`ResumableLoader` with our defaults: ``shuffle`` draws a fresh permutation each epoch from
+    ``(seed, epoch)`` (when no ``sampler`` is given), persistent workers when there are workers; a
+    :class:`BatchedDataset` serves each batch in one call. The loader's own generator, seeded by ``seed``, seeds the
+    workers, so iterating never draws from the global torch generator."""
     if collate_fn is None and isinstance(dataset, BatchedDataset):
         collate_fn = collated
-    generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(
+    if shuffle and sampler is None:
+        sampler = EpochSampler(permutation, len(dataset), seed)
+    return ResumableLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,
-        generator=generator,
+        generator=torch.Generator().manual_seed(int(seed)),
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
     )
@@ -174,8 +291,8 @@ def check_image_size(image_size: Any, minimum: int = 1) -> tuple[int, int]:
 
 class SplitLoaders:
     """The two data loaders of a data module whose ``setup()`` builds ``train_set`` and ``val_set``: training
-    batches shuffled (seeded by ``seed``), validation batches in order; ``batch_size`` and ``num_workers`` from the
-    module's attributes."""
+    batches shuffled (a permutation per epoch from ``seed`` and the epoch), validation batches in order;
+    ``batch_size`` and ``num_workers`` from the module's attributes."""
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -3,7 +3,8 @@
 RandAugment (``n`` operations of magnitude ``m``), then MixUp on the first half of the batch and CutMix on the
 second half, as in the official training (``mixup_and_cutmix``): one MixUp weight ``λ ~ Beta(α, α)`` per batch
 (half), CutMix boxes drawn per example from ``Beta(α, α)``; labels become class probabilities ``[B, K]``. Random draws
-use the global torch generator (``seed_everything`` makes them reproducible).
+use the global torch generator (of the batch's device): ``seed_everything`` makes them reproducible, and checkpoints
+carry its state (:mod:`perceiverio.training.resume`), so a resumed run draws what the uninterrupted one would.
 
 kornia (in the ``vision`` extra: ``pip install 'perceiverio[vision]'``) is imported only when one of these is on;
 without it, switching one on raises a ValueError naming the option and the install command.

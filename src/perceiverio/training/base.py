@@ -45,6 +45,7 @@ from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict
 from .callbacks import time_budget
 from .optim import LRSchedule, StepInBackward, build_optimizer, param_shapes
+from .resume import RandomStates
 from .warm_start import warm_start
 
 OPTIMIZERS = ("lamb", "adamw")
@@ -375,6 +376,11 @@ class PerceiverTask(L.LightningModule):
 
     def on_fit_end(self) -> None:
         self._remove_step_in_backward()
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """:class:`~perceiverio.training.resume.RandomStates`: checkpoints carry the random generators' states, so
+        a resumed run draws what the uninterrupted one would (a subclass adding callbacks extends this list)."""
+        return [*super().configure_callbacks(), RandomStates()]
 
     def log_lr(self) -> None:
         """Log the current learning rate as ``train/lr`` (called by the tasks' training steps)."""

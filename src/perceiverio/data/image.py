@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .labels import check_class_ids, model_classes
 from .readers.image import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
 from .sampling import (
     BatchedDataset,
@@ -224,6 +225,11 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
                 raise ValueError(f"IDX folder {str(root)!r} has train images but no train-labels-idx1-ubyte[.gz]")
             x, y = data["train"]
             has_test = "test" in data
+            # labels checked before a class list is built: against the model's classes when a trainer runs this
+            expected = model_classes(self)
+            origin = f"the model predicts {expected} classes: num_classes={expected}" if expected else ""
+            label_files = [("train", y), *([("test", data["test"][1])] if has_test else [])]
+            check_class_ids([(a, f"IDX labels {str(files[s, 'labels'])!r}") for s, a in label_files], expected, origin)
             tr, va, te = self._split(len(x), *self._holdout(has_test and not self.val_from_train, has_test))
             if has_test:
                 xt, yt = data["test"]
@@ -232,7 +238,7 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
                 xv, yv = x[va], y[va]
                 xt, yt = (x[te], y[te]) if len(te) else (None, None)
             x, y = x[tr], y[tr]
-            k = int(max(y.max(), yv.max())) + 1
+            k = expected if expected is not None else int(max(y.max(), yv.max())) + 1
             self.class_names = [str(i) for i in range(k)]
             if has_test:
                 check_labels(yt, k, f"IDX labels {str(files['test', 'labels'])!r}", unit="index", first=0)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..tokenizer import ByteTokenizer
+from .labels import LabelEncoder, Labels, check_classes_option, model_classes
 from .readers.text import check_columns, find_split_file, load_hf_dataset, read_table
 from .sampling import ListDataset, check_positive, check_source, loader, pad_collate
 
@@ -32,9 +33,11 @@ class TextClassificationDataModule(L.LightningDataModule):
     ``{test_path}.{tsv,...}`` in the ``path`` folder (``"glue_dev"`` for ``../shared/data/sst2/glue_dev.tsv``) or a
     split of ``dataset``. Without it ``test`` has no data and says so.
 
-    Labels are ints (class ids) or strings (mapped to ids in sorted order); the training and validation labels
-    define the classes (``num_classes``/``label_names``), and a negative id or a test label outside them raises a
-    ValueError naming the file and row (rows counted from 1 after the header line). Batches:
+    ``classes``: the classes the labels must be, a number K (labels are ids 0..K-1) or the list of class names (a
+    label is a name or its id). Labels are checked in ``setup`` against ``classes``, else the model's
+    ``num_classes`` when a trainer runs the module, else the classes the training and validation labels imply (int
+    ids as they are, other labels as strings in sorted order; :class:`~perceiverio.data.labels.LabelEncoder`): a
+    label that is none of them raises a ValueError naming the file, the line and the value. Batches:
     ``input_ids``/``attention_mask`` ``[B, L]`` long, padded per batch, truncated to ``max_length`` bytes (no
     special tokens, like the official tokenizer); ``labels`` ``[B]`` long.
     """
@@ -53,6 +56,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         test_path: str | None = None,
+        classes: int | list[str] | None = None,
     ) -> None:
         super().__init__()
         check_source(path, dataset)
@@ -68,12 +72,15 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.text_column, self.label_column = text_column, label_column
         self.max_length, self.batch_size, self.num_workers, self.seed = max_length, batch_size, num_workers, seed
         self.test_path = test_path
+        self.classes = check_classes_option(classes)
+        self._expected: int | list[str] | None = None  # the classes the labels were checked against in setup
         if test_path is not None and path is not None:
             self._test_file()  # fails early when test_path names nothing
         self._train: list[dict[str, torch.Tensor]] | None = None
         self._val: list[dict[str, torch.Tensor]] = []
         self._test: list[dict[str, torch.Tensor]] | None = None
         self._label_names: list[str] = []
+        self._num_classes = 0
 
     @property
     def source(self) -> str:
@@ -135,9 +142,17 @@ class TextClassificationDataModule(L.LightningDataModule):
         src = f"dataset {self.dataset!r} split "
         return train, val, src + repr(self.train_split), src + repr(self.val_split), names, test
 
+    def _classes(self) -> tuple[int | list[str] | None, str]:
+        """The classes to check the labels against, and where they come from (for messages)."""
+        if self.classes is not None:
+            return self.classes, f"data classes={self.classes if isinstance(self.classes, int) else self.classes[:10]}"
+        k = model_classes(self)
+        return k, (f"the model predicts {k} classes: num_classes={k}" if k is not None else "")
+
     def setup(self, stage: str | None = None) -> None:
-        if self._train is not None:
-            return
+        expected, origin = self._classes()
+        if self._train is not None and expected in (None, self._expected, self._num_classes):
+            return  # checked against these classes already (or inferred as many)
         names, test = None, None
         if self.path is not None:
             train, val, train_src, val_src = self._rows_from_path()
@@ -151,8 +166,10 @@ class TextClassificationDataModule(L.LightningDataModule):
         for rows, src in ((val, val_src), test or (None, "")):
             if rows is not None:
                 check_columns(rows, columns, src)
-        labels = LabelEncoder([(r[self.label_column] for r in rows) for rows in (train, val or [])], names)
-        train_y = labels.encode([r[self.label_column] for r in train], train_src)
+        train_labels = self._labels(train, train_src)
+        val_labels = self._labels(val, val_src) if val is not None else None
+        labels = LabelEncoder([train_labels, *([val_labels] if val_labels else [])], names, expected, origin)
+        train_y = labels.encode(train_labels)
         if val is None:
             if len(train) < 2:
                 raise ValueError(f"{train_src} has {len(train)} rows; need at least 2 to split off validation")
@@ -162,12 +179,17 @@ class TextClassificationDataModule(L.LightningDataModule):
             val, val_y = [train[i] for i in val_idx], [train_y[i] for i in val_idx]
             train, train_y = [train[i] for i in train_idx], [train_y[i] for i in train_idx]
         else:
-            val_y = labels.encode([r[self.label_column] for r in val], val_src)
-        self._label_names = labels.names
+            val_y = labels.encode(val_labels)
+        test_y = labels.encode(self._labels(*test)) if test is not None else None
+        self._label_names, self._num_classes, self._expected = labels.names, labels.num_classes, expected
         self._train, self._val = self._encode(train, train_y, train_src), self._encode(val, val_y, val_src)
         if test is not None:
-            rows, src = test
-            self._test = self._encode(rows, labels.encode([r[self.label_column] for r in rows], src), src)
+            self._test = self._encode(test[0], test_y, test[1])
+
+    def _labels(self, rows: Rows, source: str) -> Labels:
+        """The label column of ``rows``, with the table file they come from (for line numbers in messages)."""
+        path = Path(source) if Path(source).is_file() else None
+        return Labels([r[self.label_column] for r in rows], source, path)
 
     def _encode(self, rows: Rows, ys: list[int], src: str) -> list[dict[str, torch.Tensor]]:
         tok, items = ByteTokenizer(), []
@@ -190,7 +212,7 @@ class TextClassificationDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         self.setup()
-        return len(self._label_names)
+        return self._num_classes
 
     @property
     def label_names(self) -> list[str]:
@@ -216,52 +238,3 @@ class TextClassificationDataModule(L.LightningDataModule):
                 "name such as glue_dev for glue_dev.tsv in the data folder)"
             )
         return loader(ListDataset(self._test), self.batch_size, self.num_workers, pad_collate)
-
-
-def as_class_id(v: Any) -> int | None:
-    """``v`` as an int class id (ints, integral floats, bools, digit strings), or None."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            return None
-    return None
-
-
-class LabelEncoder:
-    """The classes of the training (and validation) labels, and their ids for any split.
-
-    When every label is an int class id (also as text), ids stay as they are: ``K = max + 1`` classes, named by
-    ``names`` (a dataset's ``ClassLabel`` names) when those cover them, else ``"0"``, ``"1"``, …. Otherwise the
-    distinct values, as strings, are the classes in sorted order."""
-
-    def __init__(self, label_sets: list[Any], names: list[str] | None = None) -> None:
-        values = [v for labels in label_sets for v in labels]
-        ints = [as_class_id(v) for v in values]
-        self.ints = all(i is not None for i in ints)
-        if self.ints:
-            k = max(ints, default=-1) + 1
-            self.names = list(names) if names is not None and len(names) >= k else [str(i) for i in range(k)]
-            self.index: dict[str, int] = {}
-        else:
-            self.names = sorted({str(v) for v in values})
-            self.index = {n: i for i, n in enumerate(self.names)}
-
-    def encode(self, labels: list[Any], source: str) -> list[int]:
-        """Class ids of ``labels``; a ValueError naming ``source`` and the row (from 1) of a label that is not a
-        class (a negative id, an id >= K, or a value the training labels do not have)."""
-        k = len(self.names)
-        ids = []
-        for i, v in enumerate(labels):
-            y = as_class_id(v) if self.ints else self.index.get(str(v))
-            if y is None or not 0 <= y < k:
-                expected = f"a class id in [0, {k})" if self.ints else f"one of {self.names[:10]}"
-                raise ValueError(f"{source} row {i + 1}: label {v!r} is not {expected}")
-            ids.append(y)
-        return ids

@@ -1,7 +1,9 @@
-"""The perceiverio command line: one-line errors, conversion commands, fill-mask, a short fit."""
+"""The perceiverio command line: one-line errors, conversion commands, fill-mask, a short fit, failing loudly
+(divergence, unwritable folders, default_root_dir, convert --overwrite)."""
 
 import dataclasses
 import json
+import os
 import pickle
 
 import pytest
@@ -233,3 +235,65 @@ def test_model_options_are_one_level_below_model(capsys):
     assert "is now --model.encoder.num_latents" in message
     assert "num_latentz" in _one_line_exit(capsys, ["fit", "--model.encoder.num_latentz", "8"])
     assert "max_seq_len" in _one_line_exit(capsys, ["fit", "--model.max_seq_len", "many"])
+
+
+# ------------------------------------------------------------------------------------------------ failing loudly
+TINY_FIT = [
+    "fit",
+    *("--data.path", "text.txt", "--data.seq_len", "32", "--data.batch_size", "4", "--model.max_seq_len", "32"),
+    *("--model.num_input_channels", "32", "--model.encoder.num_latents", "8"),
+    *("--model.encoder.num_latent_channels", "32", "--model.encoder.qk_channels", "32"),
+    *("--model.encoder.v_channels", "32", "--model.encoder.num_self_attends_per_block", "1"),
+    *("--model.decoder.num_query_channels", "32", "--model.decoder.qk_channels", "32"),
+    *("--model.decoder.v_channels", "32", "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1"),
+    *("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
+    *("--trainer.accelerator", "cpu", "--trainer.devices", "1"),
+]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty current folder holding a small text to train on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text(" ".join(["a for loop iterates over the items of a list"] * 60))
+    return tmp_path
+
+
+def _files(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "text.txt")
+
+
+def test_fit_that_diverges_exits_with_one_line_and_exports_nothing(workdir, capsys):
+    message = _one_line_exit(capsys, [*TINY_FIT, "--model.optimizer.lr", "1e30"])
+    assert message.startswith("perceiverio fit: training diverged at step 2 at learning rate"), message
+    assert "loss nan" in message and "gradient_clip_val" in message and "--nonfinite.action skip" in message
+    assert not [f for f in _files(workdir) if f.endswith((".safetensors", ".ckpt"))], _files(workdir)
+
+
+def test_default_root_dir_holds_every_output(workdir, capsys):
+    main([*TINY_FIT, "--trainer.default_root_dir", "out", "--nonfinite.action", "skip"])
+    files = _files(workdir)
+    assert files and all(f.startswith("out/mlm/version_0/") for f in files), files
+    assert {"config.yaml", "checkpoints/last.ckpt", "model/model.safetensors", "model/config.json"} <= {
+        f[len("out/mlm/version_0/") :] for f in files
+    }
+    assert not (workdir / "runs").exists()
+
+
+def test_output_folders_are_checked_before_the_first_step(workdir, capsys):
+    (workdir / "taken").write_text("a file")
+    message = _one_line_exit(capsys, [*TINY_FIT, "--export.dirpath", "taken"])
+    assert "export.dirpath 'taken' cannot be a folder: a file is in the way" in message, message
+    message = _one_line_exit(capsys, [*TINY_FIT, "--trainer.default_root_dir", "taken/runs"])
+    assert "trainer.default_root_dir 'taken/runs' cannot be a folder inside 'taken'" in message, message
+    assert _files(workdir) == ["taken"] and "step " not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="chmod does not keep root from writing")
+def test_a_read_only_checkpoint_folder_fails_before_the_first_step(workdir, capsys):
+    (workdir / "ro").mkdir(mode=0o555)
+    try:
+        message = _one_line_exit(capsys, [*TINY_FIT, "--checkpoint.dirpath", "ro/ckpt"])
+    finally:
+        (workdir / "ro").chmod(0o755)
+    assert "checkpoint.dirpath 'ro/ckpt' cannot be created (Permission denied)" in message, message

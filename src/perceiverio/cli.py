@@ -12,18 +12,23 @@ standard library's own reference text (``configs/mlm.yaml``). Configs follow Lig
 ``--data.batch_size 64``). Training runs on every GPU found, else on the CPU (``--trainer.accelerator``,
 ``--trainer.devices``; docs/gpu.md). Trained weights are exported as ``model.safetensors`` + ``config.json``
 (loadable with ``Model.from_pretrained``) into ``<log dir>/model``; ``last.ckpt`` holds the trainer state for resume.
+Every output (logs, checkpoints, the export, config.yaml) goes under ``--trainer.default_root_dir`` (``runs``) unless
+an option names its folder; the folders are checked for writing before the first step. A NaN or infinite loss or
+gradient stops ``fit`` with exit status 1 and no export (``--nonfinite.action skip`` skips such steps instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 CONFIG_FLAGS = ("--config", "-c", "--model", "--model.class_path")
+DEFAULT_ROOT = "runs"  # trainer.default_root_dir: every output of fit goes under it unless an option names a folder
 
 
 def packaged_config(name: str) -> Path:
@@ -42,7 +47,8 @@ def _lightning(argv: list[str]) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from .training.base import PerceiverTask
-    from .training.callbacks import ExportCallback, ProgressLog
+    from .training.callbacks import ExportCallback, NonFiniteError, NonFiniteGuard, ProgressLog
+    from .training.outputs import check_outputs
 
     class PerceiverCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -50,6 +56,20 @@ def _lightning(argv: list[str]) -> None:
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(ExportCallback, "export")
             parser.add_lightning_class_args(ProgressLog, "progress")
+            parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+
+        def before_instantiate_classes(self) -> None:
+            command = self.config.get("subcommand")
+            root_loggers(self.config[command].trainer if command else self.config.trainer)
+
+        def before_fit(self) -> None:
+            check_outputs(self.trainer, fitting=True)
+
+        def before_validate(self) -> None:
+            check_outputs(self.trainer, fitting=False)
+
+        def before_test(self) -> None:
+            check_outputs(self.trainer, fitting=False)
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
@@ -88,7 +108,7 @@ def _lightning(argv: list[str]) -> None:
             # the best accelerator found (GPUs, all of them, else the CPU): see docs/gpu.md; a progress bar on a
             # terminal, plain ProgressLog lines in a log file or CI output
             trainer_defaults={
-                "default_root_dir": "runs",
+                "default_root_dir": DEFAULT_ROOT,
                 "accelerator": "auto",
                 "devices": "auto",
                 "enable_progress_bar": sys.stderr.isatty(),
@@ -104,7 +124,7 @@ def _lightning(argv: list[str]) -> None:
                 "config's fields are options of the task module)"
             ) from None
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)} (see --help or --print_config)") from None
-    except (ValueError, FileNotFoundError) as e:  # a missing data path, bad data, an invalid model config
+    except (ValueError, FileNotFoundError, NonFiniteError) as e:  # bad data or config, unwritable folders, divergence
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)}") from None
     finally:
         sys.argv = saved
@@ -125,6 +145,23 @@ def _first_line(error: BaseException) -> str:
             cause += " " + detail.strip()
         return cause
     return lines[0].strip() if lines else type(error).__name__
+
+
+def root_loggers(trainer_config) -> None:
+    """Put the loggers that name no folder of their own under ``trainer.default_root_dir``: those whose
+    ``save_dir`` is unset or the default root ``runs`` (the packaged configs' value). Their checkpoints, the export
+    and the saved config.yaml follow them into the log folder."""
+    root = trainer_config.get("default_root_dir")
+    loggers = trainer_config.get("logger")
+    if root is None or loggers in (None, True, False):
+        return
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        if init is None or "save_dir" not in init:
+            continue
+        save_dir = init.get("save_dir")
+        if save_dir is None or os.path.normpath(str(save_dir)) == DEFAULT_ROOT:
+            init["save_dir"] = root
 
 
 def _share_log_version(trainer) -> None:

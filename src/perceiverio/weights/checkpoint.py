@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,17 +131,25 @@ def remove_stale_temporaries(directory: str | os.PathLike, older_than: float = S
     return removed
 
 
-def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
-    """The name of the first floating-point tensor of ``tensors`` holding a NaN or an infinity, or None. One fused
-    check (the largest magnitude of every tensor; NaN propagates), then a search only when it fails."""
-    named = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
-    if not named:
-        return None
-    norms = torch._foreach_norm([v for _, v in named], float("inf"))
+def finite_flag(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A 0-d bool tensor, False when one of ``tensors`` may hold a NaN or an infinity: the norm of every tensor in one
+    fused reduction (the largest magnitude for float16), without a host sync. A False can be wrong (a norm overflows
+    for values around 1e19); :func:`first_non_finite` confirms it."""
+    if not tensors:
+        return torch.tensor(True)
+    order = float("inf") if any(t.dtype == torch.float16 for t in tensors) else 2.0
+    norms = torch._foreach_norm(list(tensors), order)
     device = norms[0].device
-    if bool(torch.stack([n.float().to(device) for n in norms]).isfinite().all()):
+    return torch.stack([n.to(device, torch.float32) for n in norms]).isfinite().all()
+
+
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` holding a NaN or an infinity, or None: one fused
+    check (:func:`finite_flag`), then a search only when it fails."""
+    named = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    if bool(finite_flag([v for _, v in named])):
         return None
-    return next(k for k, v in named if not bool(torch.isfinite(v).all()))
+    return next((k for k, v in named if not bool(torch.isfinite(v).all())), None)
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:

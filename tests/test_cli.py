@@ -297,3 +297,19 @@ def test_a_read_only_checkpoint_folder_fails_before_the_first_step(workdir, caps
     finally:
         (workdir / "ro").chmod(0o755)
     assert "checkpoint.dirpath 'ro/ckpt' cannot be created (Permission denied)" in message, message
+
+
+def test_convert_refuses_to_replace_a_model_without_overwrite(tmp_path, capsys):
+    (tmp_path / "params.pickle").write_bytes(pickle.dumps(to_haiku(_eight_head_mlm())))
+    (tmp_path / "empty").mkdir()
+    convert = ["convert", "haiku", str(tmp_path / "params.pickle")]
+    main([*convert, str(tmp_path / "empty")])  # an empty folder, or a new one, takes the model
+    before = (tmp_path / "empty" / "model.safetensors").stat().st_mtime_ns
+    message = _one_line_exit(capsys, [*convert, str(tmp_path / "empty")])
+    assert "already holds a model (config.json, model.safetensors)" in message and "--overwrite" in message
+    assert (tmp_path / "empty" / "model.safetensors").stat().st_mtime_ns == before
+    main([*convert, str(tmp_path / "empty"), "--overwrite"])
+    assert "wrote MaskedLanguageModel" in capsys.readouterr().out
+    assert (tmp_path / "empty" / "model.safetensors").stat().st_mtime_ns != before
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in _one_line_exit(capsys, [*convert, str(tmp_path / "file")])

@@ -2,8 +2,8 @@
 
     perceiverio fit [--config CONFIG.yaml] [--trainer.max_steps N] [--data.path P] ...   (LightningCLI)
     perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
-    perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking]
-    perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal]
+    perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
+    perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
@@ -15,6 +15,7 @@ standard library's own reference text (``configs/mlm.yaml``). Configs follow Lig
 Every output (logs, checkpoints, the export, config.yaml) goes under ``--trainer.default_root_dir`` (``runs``) unless
 an option names its folder; the folders are checked for writing before the first step. A NaN or infinite loss or
 gradient stops ``fit`` with exit status 1 and no export (``--nonfinite.action skip`` skips such steps instead).
+``convert`` refuses to replace a model in OUT_DIR without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 CONFIG_FLAGS = ("--config", "-c", "--model", "--model.class_path")
 DEFAULT_ROOT = "runs"  # trainer.default_root_dir: every output of fit goes under it unless an option names a folder
+MODEL_FILES = ("config.json", "model.safetensors")
 
 
 def packaged_config(name: str) -> Path:
@@ -226,6 +228,19 @@ def _haiku_task(path: Path) -> str:
     )
 
 
+def check_convert_output(output: Path, overwrite: bool) -> None:
+    """SystemExit unless ``output`` can take a converted model: a folder without one (or a new folder), or one
+    holding a model (``config.json``/``model.safetensors``) only with ``overwrite``."""
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"perceiverio convert: OUT_DIR {str(output)!r} is a file; expected a folder")
+    held = [name for name in MODEL_FILES if (output / name).exists()]
+    if held and not overwrite:
+        raise SystemExit(
+            f"perceiverio convert: OUT_DIR {str(output)!r} already holds a model ({', '.join(held)}); expected a "
+            "folder without one, or pass --overwrite to replace it"
+        )
+
+
 def _convert(argv: list[str]) -> None:
     from .weights.hub import is_repo_id
 
@@ -255,7 +270,9 @@ def _convert(argv: list[str]) -> None:
         action="store_true",
         help="hf only: use DeepMind's mask semantics instead of reproducing transformers exactly",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
     args = parser.parse_args(argv)
+    check_convert_output(args.output, args.overwrite)
     from_hub = args.source_kind == "hf" and is_repo_id(args.source)
     if not from_hub and not Path(args.source).exists():
         raise SystemExit(f"perceiverio convert: {args.source} does not exist")
@@ -279,9 +296,9 @@ def _convert(argv: list[str]) -> None:
             model = cls.from_transformers(source, config=config, revision=args.revision, **overrides)
         else:
             model = cls.from_haiku(source, config=config)
+        model.save_pretrained(args.output)
     except (ValueError, KeyError, OSError) as e:
         raise SystemExit(f"perceiverio convert: {e}") from None
-    model.save_pretrained(args.output)
     print(f"wrote {cls.__name__} ({model.num_parameters():,} parameters) to {args.output}")
 
 

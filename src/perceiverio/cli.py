@@ -44,6 +44,7 @@ def packaged_config(name: str) -> Path:
 # ------------------------------------------------------------------------------------------------ Lightning
 def _lightning(argv: list[str]) -> None:
     import torch
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
@@ -126,7 +127,8 @@ def _lightning(argv: list[str]) -> None:
                 "config's fields are options of the task module)"
             ) from None
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)} (see --help or --print_config)") from None
-    except (ValueError, FileNotFoundError, NonFiniteError) as e:  # bad data or config, unwritable folders, divergence
+    except (ValueError, FileNotFoundError, NonFiniteError, MisconfigurationException) as e:
+        # bad data or config, unwritable folders, divergence, a trainer option Lightning refuses
         raise SystemExit(f"perceiverio {argv[0]}: {_first_line(e)}") from None
     finally:
         sys.argv = saved
@@ -348,6 +350,9 @@ def _fill_mask(argv: list[str]) -> None:
 
     try:
         model = MaskedLanguageModel.from_pretrained(args.model)
+        size = len(args.text.encode("utf-8"))
+        if size > model.config.max_seq_len:
+            raise ValueError(f"--text has {size} bytes, more than the model's max_seq_len {model.config.max_seq_len}")
         print(fill_mask(model, args.text, args.word, args.mask_char))
     except ValueError as e:
         raise SystemExit(f"perceiverio fill-mask: {e}") from None

@@ -75,7 +75,11 @@ def _finite(value: Any) -> bool:
 
 
 def _tensor_mutations(draw: st.DrawFn, arg: Arg, valid: torch.Tensor) -> tuple[str, Any]:
-    how = draw(st.sampled_from(["type", "rank", "size", "empty", "dtype", "nonfinite", "range", "scale", "valid"]))
+    how = draw(
+        st.sampled_from(
+            ["type", "rank", "size", "empty", "dtype", "float_dtype", "nonfinite", "range", "scale", "valid"]
+        )
+    )
     if how == "type":
         value = draw(st.sampled_from([*OTHER_TYPES, "list", "numpy"]))
         if value == "list":
@@ -98,6 +102,9 @@ def _tensor_mutations(draw: st.DrawFn, arg: Arg, valid: torch.Tensor) -> tuple[s
         shape[dim] = size
         index = torch.arange(size) % max(valid.shape[dim], 1)
         return f"{how}:dim{dim}={size}", valid.index_select(dim, index) if valid.shape[dim] else valid.new_zeros(shape)
+    if how == "float_dtype" and valid.dtype.is_floating_point:  # any float dtype: cast to the model's or refused
+        dtype = draw(st.sampled_from(FLOATS))
+        return f"dtype:{dtype}", valid.to(dtype)
     if how == "dtype":
         dtype = draw(st.sampled_from(DTYPES))
         return f"dtype:{dtype}", valid.to(dtype)

@@ -17,6 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzz.cases import cases, outcome  # noqa: E402
+from fuzz.cli import CLI_ENTRY_POINTS  # noqa: E402
+from fuzz.data_modules import DATA_ENTRY_POINTS  # noqa: E402
 from fuzz.entry_points import ENTRY_POINTS  # noqa: E402
 from fuzz.loaders import LOADER_ENTRY_POINTS  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
@@ -56,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| entry point | cases | ok | clear error | unclear | NaN from finite | clear share of failures | s |")
     print("|---|---|---|---|---|---|---|---|")
-    for entry in [*ENTRY_POINTS, *LOADER_ENTRY_POINTS]:
+    for entry in [*ENTRY_POINTS, *LOADER_ENTRY_POINTS, *DATA_ENTRY_POINTS, *CLI_ENTRY_POINTS]:
         if args.only and args.only not in entry.name:
             continue
         start = time.perf_counter()

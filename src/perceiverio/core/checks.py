@@ -76,7 +76,8 @@ def check_mask(
 
 
 def check_indices(index: object, name: str) -> torch.Tensor:
-    """An integer (not bool) tensor of rank 1 ``[K]`` or 2 ``[B, K]``."""
+    """An integer (not bool) tensor of rank 1 ``[K]`` or 2 ``[B, K]``, returned as int64 (torch reads uint8 and bool
+    tensors as masks, not indices)."""
     if not isinstance(index, torch.Tensor) or index.dim() not in (1, 2):
         raise ValueError(
             f"{name} must be an integer tensor of shape [K] or [B, K], got "
@@ -84,7 +85,7 @@ def check_indices(index: object, name: str) -> torch.Tensor:
         )
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer indices, got dtype {index.dtype}")
-    return index
+    return index.long()
 
 
 def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "input_ids") -> torch.Tensor:
@@ -112,12 +113,14 @@ def check_chunk_size(chunk_size: object, name: str = "chunk_size") -> int | None
     return chunk_size
 
 
-def check_class_ids(labels: object, batch: int, name: str = "labels") -> torch.Tensor:
-    """Integer class ids ``[B]`` (range checked by the loss: -100 ignores an example)."""
+def check_class_ids(labels: object, batch: int, name: str = "labels", like: str = "input_ids") -> torch.Tensor:
+    """Integer class ids ``[B]``, B the batch of ``like`` (range checked by the loss: -100 ignores an example)."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name} must be a tensor of class ids of shape [{batch}], got {type(labels).__name__}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
     if tuple(labels.shape) != (batch,):
-        raise ValueError(f"{name} must have shape [{batch}] (one class id per example), got {list(labels.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{batch}] (one class id per example of {like}), got {list(labels.shape)}"
+        )
     return labels

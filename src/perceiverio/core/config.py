@@ -176,12 +176,15 @@ def check_literals(config: object) -> None:
             check_choice(getattr(config, f.name), typing.get_args(hint), f"{type(config).__name__}.{f.name}")
 
 
+MAX_SIZE = 2**31 - 1  # a tensor dimension beyond this overflows the storage size of any tensor built from it
+
+
 def check_positive(config: object, *names: str) -> None:
     """ValueError unless each named field of ``config`` is a positive int (the message names class and field)."""
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SIZE:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive int (at most 2^31 - 1), got {value!r}")
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:

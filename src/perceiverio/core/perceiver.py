@@ -99,7 +99,7 @@ class PerceiverIO(nn.Module):
     def adapt(self, inputs: object) -> torch.Tensor:
         """Raw inputs -> the input array ``[B, M, C]``."""
         x = self.input_adapter(inputs) if self.input_adapter is not None else inputs
-        return check_features(x, self.encoder.num_input_channels)
+        return check_features(x, self.encoder.num_input_channels).to(self.encoder.latents.dtype)  # any float dtype
 
     def encode(self, inputs: object, input_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Raw inputs -> latents ``[B, N, D]``."""

@@ -29,7 +29,8 @@ class LearnedQueries(TrainablePositionEncoding):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:  # [B, O or K, E]
         if index is None:
             return self.embeddings.expand(x.shape[0], -1, -1)
-        check_range(check_indices(index, "query_index"), 0, self.num_positions, "query_index")
+        index = check_indices(index, "query_index")  # as int64: a uint8 tensor would index as a mask
+        check_range(index, 0, self.num_positions, "query_index")
         rows = self.embeddings[index]  # [K, E] or [B, K, E]
         return rows.expand(x.shape[0], -1, -1) if rows.dim() == 2 else rows
 
@@ -40,7 +41,8 @@ class InputQueries(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:  # [B, M or K, C]
         if index is None:
             return x
-        check_range(check_indices(index, "query_index"), 0, x.shape[1], "query_index")
+        index = check_indices(index, "query_index")
+        check_range(index, 0, x.shape[1], "query_index")
         if index.dim() == 1:
             return x[:, index]
         return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))

@@ -30,7 +30,7 @@ from .readers.flow import (
     resize_flow,
     resize_frames,
 )
-from .sampling import ListDataset, SplitLoaders, check_image_size, check_positive, loader
+from .sampling import ListDataset, SplitLoaders, check_count, check_image_size, check_positive, loader
 from .synthetic_flow import TEXTURES, SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
@@ -141,7 +141,9 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size, minimum=2)
-        check_positive(num_train=num_train, num_val=num_val, batch_size=batch_size, max_displacement=max_displacement)
+        check_count(num_train=num_train, num_val=num_val, batch_size=batch_size)
+        check_count(0, num_workers=num_workers)
+        check_positive(max_displacement=max_displacement)
         check_choice(val_source, VAL_SOURCES, "val_source")
         if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")

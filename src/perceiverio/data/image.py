@@ -22,15 +22,7 @@ from tqdm.auto import tqdm
 
 from .labels import check_class_ids, model_classes
 from .readers.image import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
-from .sampling import (
-    BatchedDataset,
-    SplitLoaders,
-    check_fraction,
-    check_image_size,
-    check_labels,
-    check_positive,
-    loader,
-)
+from .sampling import BatchedDataset, SplitLoaders, check_count, check_fraction, check_image_size, check_labels, loader
 
 MAX_STAT_IMAGES = 4096  # images (a seeded subset of the training set) used for the normalisation statistics
 STAT_CHUNK = 1024  # images per step of the statistics pass
@@ -162,7 +154,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
         image_size = check_image_size(image_size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
-        check_positive(batch_size=batch_size)
+        check_count(batch_size=batch_size)
+        check_count(0, num_workers=num_workers)
         check_fraction("val_fraction", val_fraction)
         if test_fraction != 0.0:
             check_fraction("test_fraction", test_fraction)

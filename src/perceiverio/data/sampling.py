@@ -269,20 +269,41 @@ def check_labels(
         )
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def check_positive(**values: float) -> None:
+    """ValueError naming the argument unless each value is a positive number (ints stay ints: see check_count)."""
     for name, v in values.items():
-        if v is None or v <= 0:
+        if not _number(v) or not v > 0 or v == float("inf"):
             raise ValueError(f"{name} must be positive, got {v!r}")
 
 
-def check_fraction(name: str, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+MAX_WORKERS = 256
+
+
+def check_count(minimum: int = 1, **values: Any) -> None:
+    """ValueError naming the argument unless each value is an int of at least ``minimum`` (batch sizes, lengths,
+    worker counts; ``num_workers`` at most :data:`MAX_WORKERS`)."""
+    for name, v in values.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
+            raise ValueError(f"{name} must be an int of at least {minimum}, got {v!r}")
+        if name == "num_workers" and v > MAX_WORKERS:
+            raise ValueError(f"num_workers must be at most {MAX_WORKERS} (worker processes), got {v}")
+
+
+def check_fraction(name: str, value: float, low_inclusive: bool = False) -> None:
+    if not _number(value) or not (0.0 <= value < 1.0 if low_inclusive else 0.0 < value < 1.0):
+        raise ValueError(f"{name} must be in {'[' if low_inclusive else '('}0, 1), got {value!r}")
 
 
 def check_image_size(image_size: Any, minimum: int = 1) -> tuple[int, int]:
     """``image_size`` as an ``(H, W)`` tuple of ints, each at least ``minimum``."""
-    size = tuple(int(s) for s in image_size)
+    try:
+        size = tuple(int(s) for s in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be (H, W), got {image_size!r}") from None
     if len(size) != 2 or min(size) < minimum:
         limit = "positive sizes" if minimum == 1 else f"sizes ≥ {minimum}"
         raise ValueError(f"image_size must be (H, W) with {limit}, got {size!r}")

@@ -20,8 +20,8 @@ from .sampling import (
     EpochSampler,
     FixedLengthCollate,
     ListDataset,
+    check_count,
     check_fraction,
-    check_positive,
     check_source,
     loader,
 )
@@ -152,9 +152,10 @@ class TextDataModule(L.LightningDataModule):
         super().__init__()
         check_source(path, dataset)
         check_choice(masking, tuple(MASKING_COLLATORS), "masking")
-        check_positive(seq_len=seq_len, batch_size=batch_size)
+        check_count(seq_len=seq_len, batch_size=batch_size)
+        check_count(0, num_workers=num_workers)
         check_fraction("val_fraction", val_fraction)
-        if not 0.0 < mask_prob <= 1.0:
+        if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
         if path is not None:
             text_files(path)  # fails early on an empty folder
@@ -212,6 +213,12 @@ class TextDataModule(L.LightningDataModule):
             raise ValueError(
                 f"text source {self.path or self.dataset or 'pydoc_data.topics'!r} is too small to "
                 "split into training and validation text"
+            )
+        size = len(train.encode("utf-8"))
+        if self.seq_len > size:  # every batch is padded to seq_len: refuse before allocating it
+            raise ValueError(
+                f"seq_len {self.seq_len} is longer than the training text ({size} bytes): lower seq_len or give "
+                "more text"
             )
         self.train_text, self.val_text = train, val
         self.train_windows = _Windows(train, self.seq_len)

@@ -16,7 +16,7 @@ import torch
 from ..tokenizer import ByteTokenizer
 from .labels import LabelEncoder, Labels, check_classes_option, model_classes
 from .readers.text import check_columns, find_split_file, load_hf_dataset, read_table
-from .sampling import ListDataset, check_positive, check_source, loader, pad_collate
+from .sampling import ListDataset, check_count, check_source, loader, pad_collate
 
 Rows = list[dict[str, Any]]
 
@@ -65,7 +65,8 @@ class TextClassificationDataModule(L.LightningDataModule):
                 "TextClassificationDataModule needs path (a folder or a .tsv/.csv/.jsonl file) or "
                 "dataset (a Hugging Face dataset)"
             )
-        check_positive(max_length=max_length, batch_size=batch_size)
+        check_count(max_length=max_length, batch_size=batch_size)
+        check_count(0, num_workers=num_workers)
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_config = path, dataset, dataset_config
         self.train_split, self.val_split = train_split, val_split

@@ -20,15 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
-from .sampling import (
-    DescribedDataset,
-    EpochSampler,
-    ListDataset,
-    check_fraction,
-    check_image_size,
-    check_positive,
-    loader,
-)
+from .sampling import DescribedDataset, EpochSampler, ListDataset, check_count, check_fraction, check_image_size, loader
 
 NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video
 
@@ -103,7 +95,8 @@ class VideoDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size)
-        check_positive(
+        check_count(0, num_workers=num_workers)
+        check_count(
             num_frames=num_frames,
             audio_samples=audio_samples,
             sample_rate=sample_rate,

@@ -232,11 +232,12 @@ class ImageClassifier(PerceiverIO):
             raise ValueError(f"labels must be a tensor of shape [{b}] or [{b}, {k}], got {type(labels).__name__}")
         if labels.dtype.is_floating_point:
             if tuple(labels.shape) != (b, k):
-                raise ValueError(f"soft labels must have shape [{b}, {k}], got {list(labels.shape)}")
+                raise ValueError(f"soft labels must have shape [{b}, {k}] for {b} images, got {list(labels.shape)}")
             return F.cross_entropy(logits.float(), labels.float(), label_smoothing=smoothing)
         if labels.dtype == torch.bool or labels.is_complex() or tuple(labels.shape) != (b,):
             raise ValueError(
-                f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]), got "
+                f"labels must be integer class ids of shape [{b}] (or probabilities [{b}, {k}]) for the batch of "
+                f"{b} images, got "
                 f"dtype {labels.dtype} and shape {list(labels.shape)}"
             )
         return class_cross_entropy(logits, labels, smoothing)

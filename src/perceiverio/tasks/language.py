@@ -249,7 +249,9 @@ def _check_targets(labels: object, batch: int, name: str = "labels") -> torch.Te
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"{name} must be a real tensor of regression targets of shape [{batch}], got {got}")
     if tuple(labels.shape) != (batch,):
-        raise ValueError(f"{name} must have shape [{batch}] (one target per example), got {list(labels.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{batch}] (one target per example of input_ids), got {list(labels.shape)}"
+        )
     return labels
 
 

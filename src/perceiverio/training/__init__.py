@@ -12,7 +12,10 @@ from ..data.lazy import lazy_getattr
 
 _LAZY = {
     "ExportCallback": "callbacks",
+    "NonFiniteError": "callbacks",
+    "NonFiniteGuard": "callbacks",
     "ProgressLog": "callbacks",
+    "RandomStates": "resume",
     "OptimizerConfig": "base",
     "PerceiverTask": "base",
     "ImageClassificationTask": "image",

@@ -24,15 +24,18 @@ def empty_model(cls: type, config: Any) -> nn.Module:
         return cls.from_config(config)
 
 
-def check_fits(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
+def check_fits(model: nn.Module, state: Mapping[str, Any], where: str, config_from: str = "") -> None:
     """ValueError naming ``where`` (the file) unless ``state`` has exactly the model's keys, each a tensor of the
-    declared shape and of a compatible kind (floating for floating tensors); reads shapes only."""
+    declared shape and of a compatible kind (floating for floating tensors); reads shapes only. ``config_from``
+    names where the model's config came from (a mismatch may be the config's fault)."""
+    config = f"the model's config ({config_from})" if config_from else "the model's config"
     declared = model.state_dict()
     missing = sorted(set(declared) - set(state))
     unexpected = sorted(set(state) - set(declared))
     if missing or unexpected:
         raise ValueError(
-            f"{where} does not fit {type(model).__name__}: {len(missing)} missing keys {missing[:4]}, "
+            f"{where} does not fit {type(model).__name__} as {config} declares it: "
+            f"{len(missing)} missing keys {missing[:4]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:4]}"
         )
     for name, target in declared.items():
@@ -40,9 +43,7 @@ def check_fits(model: nn.Module, state: Mapping[str, Any], where: str) -> None:
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"{where}: {name} must be a tensor, got {type(tensor).__name__}")
         if tuple(tensor.shape) != tuple(target.shape):
-            raise ValueError(
-                f"{where}: {name} has shape {list(tensor.shape)}, the model's config declares {list(target.shape)}"
-            )
+            raise ValueError(f"{where}: {name} has shape {list(tensor.shape)}, {config} declares {list(target.shape)}")
         if target.dtype.is_floating_point and not tensor.dtype.is_floating_point:
             raise ValueError(f"{where}: {name} must be floating point, got dtype {tensor.dtype}")
 

@@ -262,7 +262,8 @@ def load_pretrained(
         model = empty_model(cls, config_from_dict(meta["config"]))  # on the meta device: no memory yet
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RuntimeError) as e:
         raise ValueError(f"{config_file}: the config does not build a {cls.__name__}: {first_line(e)}") from None
-    check_fits(model, read_header(weights_file), str(weights_file))  # names and shapes, before any tensor is read
+    # names and shapes, before any tensor is read
+    check_fits(model, read_header(weights_file), str(weights_file), str(config_file))
     try:
         state = load_file(weights_file, device=str(map_location))
     except Exception as e:  # safetensors' own error types: a corrupt file

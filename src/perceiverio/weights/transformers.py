@@ -378,7 +378,10 @@ class TransformersHead:
             what = "the transformers config" if hf is not None else "the state dict's shapes"
             raise ValueError(f"{what} does not give a valid {self.config_class.__name__}: {e}") from None
 
-        model = empty_model(cls, config)
+        try:
+            model = empty_model(cls, config)  # on the meta device: sizes only
+        except (TypeError, ValueError, OverflowError, RuntimeError) as e:
+            raise ValueError(f"the config's sizes do not build a {cls.__name__}: {str(e).splitlines()[0]}") from None
         ours = model.state_dict()
         key_map = self.key_map(config)
         if set(key_map) != set(ours):  # every parameter of ours must come from the checkpoint

@@ -1,0 +1,178 @@
+"""CLI entry points: ``perceiverio convert``, ``fill-mask`` and ``fit``/``validate``/``test``/``predict`` driven
+with generated argument lists (a bad value for one option, a missing or damaged file). A clear failure is a
+``SystemExit`` whose message (or argparse's last stderr line) names the option; a Python traceback is not."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import tempfile
+from pathlib import Path
+
+from fuzz.cases import Arg, EntryPoint, model
+from hypothesis import strategies as st
+
+VALUES = ("-1", "0", "nan", "inf", "1e30", "x", "", "[1,", "{}", "null", "true", "10000000000000")
+
+
+@functools.cache
+def _folders() -> dict[str, Path]:
+    root = Path(tempfile.mkdtemp(prefix="perceiverio-fuzz-cli-"))
+    model("mlm").save_pretrained(root / "mlm")
+    (root / "junk").mkdir()
+    (root / "junk" / "config.json").write_text("{not json")
+    (root / "junk" / "model.safetensors").write_bytes(b"\0" * 100)
+    (root / "file.txt").write_text("hello")
+    return {
+        "mlm": root / "mlm",
+        "junk": root / "junk",
+        "missing": root / "missing",
+        "file": root / "file.txt",
+        "root": root,
+    }
+
+
+class CliError(ValueError):
+    pass
+
+
+def run_cli(argv: list[str]) -> str:
+    """``perceiverio.cli.main(argv)``: stdout on success; a ``CliError`` with the one-line message on a clean
+    non-zero exit."""
+    from perceiverio.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(argv)
+    except SystemExit as e:
+        if e.code in (None, 0):
+            return out.getvalue()
+        message = e.code if isinstance(e.code, str) else (err.getvalue().strip().splitlines() or ["(no message)"])[-1]
+        raise CliError(message.strip()) from None
+    return out.getvalue()
+
+
+@st.composite
+def fill_mask_argv(draw) -> tuple[str, list[str]]:
+    f = _folders()
+    argv = ["fill-mask", str(f["mlm"]), "--text", "The perceiver re_ds bytes.", "--mask-char", "_"]
+    what = draw(st.sampled_from(["model", "text", "mask-char", "unknown"]))
+    if what == "model":
+        argv[1] = str(f[draw(st.sampled_from(["junk", "missing", "file", "root"]))])
+        return "model", argv
+    if what == "text":
+        argv[3] = draw(st.sampled_from(["", "no mask here", "_" * 5000, "\0_", "x" * 70 + "_"]))
+        return "--text", argv
+    if what == "mask-char":
+        argv[5] = draw(st.sampled_from(["", "__", "ab", "é"]))
+        return "--mask-char", argv
+    return "--bogus", [*argv, "--bogus", draw(st.sampled_from(VALUES))]
+
+
+@st.composite
+def convert_argv(draw) -> tuple[str, list[str]]:
+    f = _folders()
+    out = str(f["root"] / f"out{draw(st.integers(0, 3))}")
+    kind = draw(st.sampled_from(["hf", "haiku", "tf", ""]))
+    source = str(f[draw(st.sampled_from(["junk", "missing", "file", "mlm"]))])
+    argv = ["convert", kind, source, out]
+    if draw(st.booleans()):
+        argv += ["--task", draw(st.sampled_from(["mlm", "image", "nope", ""]))]
+    if draw(st.booleans()):
+        argv += ["--config", str(f[draw(st.sampled_from(["junk", "missing", "file"]))] / "config.json")]
+    return "convert", argv
+
+
+OPTIONS = (
+    "--trainer.max_steps",
+    "--trainer.max_epochs",
+    "--trainer.precision",
+    "--trainer.devices",
+    "--model.init_args.optimizer.lr",
+    "--model.init_args.optimizer.name",
+    "--data.init_args.batch_size",
+    "--data.init_args.seq_len",
+    "--data.init_args.path",
+    "--data.init_args.val_fraction",
+    "--ckpt_path",
+    "--config",
+    "--model.init_args.encoder.num_latents",
+    "--checkpoint.every_n_train_steps",
+)
+
+
+@st.composite
+def lightning_argv(draw) -> tuple[str, list[str]]:
+    command = draw(st.sampled_from(["fit", "validate", "test", "predict"]))
+    option = draw(st.sampled_from(OPTIONS))
+    value = draw(st.sampled_from([*VALUES, str(_folders()["junk"] / "config.json"), str(_folders()["missing"])]))
+    root = str(_folders()["root"] / "runs")
+    # one step on short windows (fast_dev_run: no checkpoints or loggers), so bad values meet the code that uses them
+    small = [
+        "--data.init_args.seq_len",
+        "64",
+        "--model.init_args.max_seq_len",
+        "64",
+        "--data.init_args.batch_size",
+        "4",
+    ]
+    return option, [
+        command,
+        *small,
+        option,
+        value,
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.fast_dev_run",
+        "1",
+        "--export.dirpath",
+        root + "/model",
+    ]
+
+
+def _names(argv: list[str], target: str) -> tuple[str, ...]:
+    names = [target, target.lstrip("-"), target.split(".")[-1]]
+    if target in ("model", "convert"):
+        names += [a for a in argv if "/" in a] + [
+            "config.json",
+            "model.safetensors",
+            "source",
+            "output",
+            "task",
+            "invalid choice",
+            "folder",
+        ]
+    return tuple(names)
+
+
+class Argv(list):
+    """An argument list that knows which option it damaged (``names``: what the message must mention)."""
+
+    names: tuple[str, ...] = ()
+
+
+def _argv(strategy) -> st.SearchStrategy:
+    def wrap(pair):
+        target, argv = pair
+        value = Argv(argv)
+        value.names = _names(argv, target)
+        return f"{target}", value
+
+    return strategy.map(wrap)
+
+
+CLI_ENTRY_POINTS = [
+    EntryPoint(
+        "cli fill-mask", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(fill_mask_argv()))}
+    ),
+    EntryPoint(
+        "cli convert", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(convert_argv()))}
+    ),
+    EntryPoint(
+        "cli fit/validate/test/predict",
+        run_cli,
+        {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(lightning_argv()))},
+    ),
+]

@@ -108,6 +108,19 @@ def test_a_config_too_large_or_not_fitting_is_refused_before_any_tensor_is_read(
         SetModel.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("field", ["num_self_attends_per_block", "num_blocks"])
+def test_a_config_a_billion_layers_deep_is_refused_in_the_config_not_built(tmp_path, monkeypatch, field):
+    from perceiverio.weights import checkpoint
+
+    SetModel(SetModelConfig.tiny()).save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["encoder"][field] = 10**9  # built (or applied) one layer at a time: hours, then out of memory
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(checkpoint, "empty_model", lambda *a, **k: pytest.fail("built before the check"))
+    with pytest.raises(ValueError, match=rf"config.json: .*EncoderConfig.{field} must be at most 1024"):
+        SetModel.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("cut", [0, 7, 100, -10])
 def test_a_corrupt_weights_file_is_named(tmp_path, cut):
     SetModel(SetModelConfig.tiny()).save_pretrained(tmp_path)

@@ -198,7 +198,11 @@ def test_wrong_head_is_a_clear_error():
         SequenceClassifier.from_transformers(_hf_model("mlm", "released_heads"))
 
 
-def test_extra_or_missing_keys_are_errors():
+def test_extra_or_missing_keys_are_errors(monkeypatch):
+    from perceiverio.weights import transformers as conversion
+
+    # reported from the config and the key names alone: no model is built first
+    monkeypatch.setattr(conversion, "empty_model", lambda *a, **k: pytest.fail("model built before the key check"))
     state = _hf_model("mlm", "released_heads").state_dict()
     with pytest.raises(ValueError, match=r"unexpected keys.*extra\.weight"):
         MaskedLanguageModel.from_transformers({**state, "extra.weight": torch.zeros(1)})

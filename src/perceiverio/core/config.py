@@ -60,6 +60,12 @@ class EncoderConfig:
             "cross_attention_widening_factor",
             "self_attention_widening_factor",
         )
+        for name in ("num_self_attends_per_block", "num_blocks"):
+            if getattr(self, name) > MAX_DEPTH:
+                raise ValueError(
+                    f"EncoderConfig.{name} must be at most {MAX_DEPTH} (layers are built or applied one by one), "
+                    f"got {getattr(self, name)}"
+                )
         v = self.v_channels if self.v_channels is not None else self.qk_channels
         if v is not None and v != self.num_latent_channels:
             raise ValueError(
@@ -177,6 +183,7 @@ def check_literals(config: object) -> None:
 
 
 MAX_SIZE = 2**31 - 1  # a tensor dimension beyond this overflows the storage size of any tensor built from it
+MAX_DEPTH = 1024  # latent layers or block repeats (the released models use at most 26 and 8)
 
 
 def check_positive(config: object, *names: str) -> None:

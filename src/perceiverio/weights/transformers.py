@@ -378,17 +378,17 @@ class TransformersHead:
             what = "the transformers config" if hf is not None else "the state dict's shapes"
             raise ValueError(f"{what} does not give a valid {self.config_class.__name__}: {e}") from None
 
+        key_map = self.key_map(config)  # ours -> transformers' names, from the config alone
+        self.check_keys(key_map.values(), state, hf)  # missing and unexpected keys, before anything is built
         try:
             model = empty_model(cls, config)  # on the meta device: sizes only
         except (TypeError, ValueError, OverflowError, RuntimeError) as e:
             raise ValueError(f"the config's sizes do not build a {cls.__name__}: {str(e).splitlines()[0]}") from None
         ours = model.state_dict()
-        key_map = self.key_map(config)
         if set(key_map) != set(ours):  # every parameter of ours must come from the checkpoint
             raise RuntimeError(
                 f"internal: key mapping does not cover the model: {sorted(set(key_map) ^ set(ours))[:6]}"
             )
-        self.check_keys(key_map.values(), state, hf)
         bad = [
             f"{src} {tuple(state[src].shape)} -> {dst} {tuple(ours[dst].shape)}"
             for dst, src in key_map.items()

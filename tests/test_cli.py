@@ -313,3 +313,39 @@ def test_convert_refuses_to_replace_a_model_without_overwrite(tmp_path, capsys):
     assert (tmp_path / "empty" / "model.safetensors").stat().st_mtime_ns != before
     (tmp_path / "file").write_text("x")
     assert "is a file" in _one_line_exit(capsys, [*convert, str(tmp_path / "file")])
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "--ckpt_path 'missing.ckpt' is not found; expected a .ckpt file"),
+        (b"", "--ckpt_path 'bad.ckpt' is not a readable checkpoint: it is empty or cut short"),
+        (b"{not a checkpoint", "--ckpt_path 'bad.ckpt' is not a readable checkpoint: not a torch file"),
+        ("plain", "--ckpt_path 'bad.ckpt' is not a Lightning checkpoint (no state_dict)"),
+    ],
+)
+def test_a_bad_ckpt_path_is_named_before_lightning_reads_it(workdir, capsys, content, expected):
+    name = "missing.ckpt" if content is None else "bad.ckpt"
+    if content == "plain":
+        torch.save({"weights": torch.zeros(2)}, workdir / name)
+    elif content is not None:
+        (workdir / name).write_bytes(content)
+    message = _one_line_exit(capsys, ["validate", "--ckpt_path", name, "--trainer.logger", "false"])
+    assert expected in message, message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("devices", "10000000000000", "--trainer.devices '10000000000000' is out of range"),  # was a MemoryError
+        ("devices", "nan", "--trainer.devices 'nan' is not a device choice"),
+        ("devices", "0,1", "the --trainer options do not make a Trainer: `devices` selected with `CPUAccelerator`"),
+        ("num_nodes", "0", "--trainer.num_nodes 0 must be a count of machines"),
+        ("accumulate_grad_batches", "0", "--trainer.accumulate_grad_batches 0 must be a count of batches"),
+    ],
+)
+def test_bad_trainer_counts_are_one_line(workdir, capsys, option, value, expected):
+    assert TINY_FIT[-2:] == ["--trainer.devices", "1"]
+    message = _one_line_exit(capsys, [*TINY_FIT[:-2], f"--trainer.{option}", value])
+    assert expected in message, message
+    assert _files(workdir) == []

@@ -29,6 +29,7 @@ from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 CONFIG_FLAGS = ("--config", "-c", "--model", "--model.class_path")
+CKPT_NAMES = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 DEFAULT_ROOT = "runs"  # trainer.default_root_dir: every output of fit goes under it unless an option names a folder
 MODEL_FILES = ("config.json", "model.safetensors")
 
@@ -52,6 +53,7 @@ def _lightning(argv: list[str]) -> None:
     from .training.base import PerceiverTask
     from .training.callbacks import ExportCallback, NonFiniteError, NonFiniteGuard, ProgressLog
     from .training.outputs import check_outputs
+    from .training.trainer_options import check_trainer_options
 
     class PerceiverCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -63,7 +65,9 @@ def _lightning(argv: list[str]) -> None:
 
         def before_instantiate_classes(self) -> None:
             command = self.config.get("subcommand")
-            root_loggers(self.config[command].trainer if command else self.config.trainer)
+            trainer = self.config[command].trainer if command else self.config.trainer
+            check_trainer_options(trainer)
+            root_loggers(trainer)
 
         def before_fit(self) -> None:
             check_outputs(self.trainer, fitting=True)
@@ -75,7 +79,10 @@ def _lightning(argv: list[str]) -> None:
             check_outputs(self.trainer, fitting=False)
 
         def instantiate_trainer(self, **kwargs):
-            trainer = super().instantiate_trainer(**kwargs)
+            try:
+                trainer = super().instantiate_trainer(**kwargs)
+            except (TypeError, MemoryError, OverflowError) as e:  # Lightning's checks of the --trainer options
+                raise ValueError(f"the --trainer options do not make a Trainer: {_first_line(e)}") from None
             _share_log_version(trainer)
             return trainer
 
@@ -86,9 +93,23 @@ def _lightning(argv: list[str]) -> None:
             # task class.
             command = self.config.get("subcommand")
             ckpt_path = command and self.config[command].get("ckpt_path")
-            if not ckpt_path or not Path(ckpt_path).is_file():
-                return
-            hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+            ckpt_path = ckpt_path and str(ckpt_path)
+            if not ckpt_path or "://" in ckpt_path or ckpt_path.split(":")[0] in CKPT_NAMES:
+                return  # Lightning's own names for this run's checkpoints, its registry, remote files (fsspec)
+            if not Path(ckpt_path).is_file():
+                what = "a folder" if Path(ckpt_path).is_dir() else "not found"
+                raise ValueError(f"--ckpt_path {ckpt_path!r} is {what}; expected a .ckpt file (or one of {CKPT_NAMES})")
+            try:
+                checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+            except Exception as e:  # noqa: BLE001  (torch's unpickling and zip errors: a damaged or foreign file)
+                why = {
+                    "EOFError": "it is empty or cut short",
+                    "UnpicklingError": "not a torch file of tensors and plain data (nothing else is unpickled)",
+                }.get(type(e).__name__, _first_line(e))
+                raise ValueError(f"--ckpt_path {ckpt_path!r} is not a readable checkpoint: {why}") from None
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                raise ValueError(f"--ckpt_path {ckpt_path!r} is not a Lightning checkpoint (no state_dict)")
+            hparams = checkpoint.get("hyper_parameters") or {}
             hparams.pop("_instantiator", None)
             if hparams:
                 model = {"class_path": self.config[command].model.class_path, "init_args": hparams}

@@ -186,3 +186,12 @@ def test_text_classification_module_keeps_its_package_name():
     from perceiverio.data.text_classification import TextClassificationDataModule as direct
 
     assert data.TextClassificationDataModule is direct
+
+
+def test_a_batch_larger_than_the_training_set_is_the_whole_set_with_a_warning():
+    dm = ImageDataModule(batch_size=10**13)  # was a 19 GB, one-minute step on the embedded text
+    dm.setup("fit")
+    with pytest.warns(UserWarning, match=r"batch_size 10000000000000 is larger than the \d+ training examples"):
+        loader = dm.train_dataloader()
+    assert loader.batch_size == len(dm.train_set)
+    assert len(next(iter(loader))["labels"]) == len(dm.train_set)

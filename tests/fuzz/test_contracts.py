@@ -25,7 +25,7 @@ SEED = os.environ.get("PERCEIVERIO_FUZZ_SEED")
 
 
 # entry points whose cases are slow (a Lightning run of one step each): a tenth of the examples in make test
-SLOW = {"cli fit/validate/test/predict": 10}
+SLOW = {"cli fit/validate/test": 10}
 
 
 def _fuzzed(test, slow: int = 1):

@@ -205,11 +205,11 @@ class ImageInputAdapter(nn.Module):
         ``name``."""
         cfg = self.config
         rank, what = (5, "[B, T, C, H, W]") if cfg.is_video else (4, "[B, C, H, W]")
-        kind = "video" if cfg.is_video else "image"
+        kind = "a video" if cfg.is_video else "an image"
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name} must be a {kind} batch tensor {what}, got {type(x).__name__}")
+            raise ValueError(f"{name} must be {kind} batch tensor {what}, got {type(x).__name__}")
         if x.dim() != rank:
-            raise ValueError(f"{name} must be a {kind} batch {what} (rank {rank}), got shape {tuple(x.shape)}")
+            raise ValueError(f"{name} must be {kind} batch {what} (rank {rank}), got shape {tuple(x.shape)}")
         if not x.dtype.is_floating_point:
             raise ValueError(
                 f"{name} must hold floating-point pixels, got dtype {x.dtype} (convert and normalise first)"

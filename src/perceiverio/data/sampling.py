@@ -16,6 +16,7 @@ delivered) in each checkpoint and restores it on resume, and the resumed epoch c
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -234,9 +235,15 @@ def loader(
         collate_fn = collated
     if shuffle and sampler is None:
         sampler = EpochSampler(permutation, len(dataset), seed)
+    if shuffle and batch_size > len(dataset):
+        warnings.warn(
+            f"batch_size {batch_size} is larger than the {len(dataset)} training examples: every batch is the "
+            "whole training set",
+            stacklevel=2,
+        )
     return ResumableLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=min(batch_size, max(len(dataset), 1)),  # a larger batch is the whole set (and no huge lists)
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,

@@ -144,7 +144,8 @@ def put(hp: HaikuParams, hk: str, pt: str, out: Converted, transform: Callable |
 
 
 def linear(hp: HaikuParams, hk: str, pt: str, out: Converted) -> None:
-    put(hp, f"{hk}/w", f"{pt}.weight", out, lambda w: w.T.contiguous())
+    # Haiku's [in, out] -> torch's [out, in]; a weight of another rank is left for the shape check to report
+    put(hp, f"{hk}/w", f"{pt}.weight", out, lambda w: w.T.contiguous() if w.dim() == 2 else w)
     put(hp, f"{hk}/b", f"{pt}.bias", out)
 
 

@@ -60,3 +60,21 @@ def test_plain_hparams_rebuild_the_same_module(name):
     assert "Config(" not in leaves and "__class__" not in leaves  # plain data only
     again = type(task)(**dict(task.hparams))
     assert again.model_config == task.model_config and again.optimizer_config == task.optimizer_config
+
+
+def test_on_a_gpu_the_step_makes_no_value_check(monkeypatch):
+    """On CUDA the task's forward turns off the value-reading checks (each a host synchronisation) for the call
+    only; on the CPU they stay on. The device is set by hand: the forward itself runs on the CPU here."""
+    import torch
+
+    from perceiverio import MaskedLanguageModelConfig
+    from perceiverio.core.checks import value_checks_enabled
+
+    task = MaskedLanguageModelTask(MaskedLanguageModelConfig.tiny(max_seq_len=16))
+    seen = []
+    monkeypatch.setattr(task.model, "forward", lambda *a, **k: seen.append(value_checks_enabled()))
+    ids = torch.zeros(1, 16, dtype=torch.long)
+    task(ids)
+    task._device = torch.device("cuda", 0)
+    task(ids)
+    assert seen == [True, False] and value_checks_enabled()

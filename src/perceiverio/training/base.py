@@ -40,6 +40,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from ..core.checks import set_value_checks
 from ..core.decoder import PerceiverDecoder
 from ..core.encoder import PerceiverEncoder
 from ..weights.checkpoint import config_from_dict
@@ -318,7 +319,18 @@ class PerceiverTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """The task model's forward (through ``torch.compile`` when ``compile=True``)."""
+        """The task model's forward (through ``torch.compile`` when ``compile=True``). On a GPU it runs without the
+        checks that read tensor values (token ids, labels in range: each would make the host wait for the device);
+        the data modules check those once, at setup."""
+        if self.device.type != "cuda":
+            return self._model_forward(*args, **kwargs)
+        previous = set_value_checks(False)
+        try:
+            return self._model_forward(*args, **kwargs)
+        finally:
+            set_value_checks(previous)
+
+    def _model_forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self.compile_model:
             return self.model(*args, **kwargs)
         if self._compiled is None:

@@ -21,6 +21,7 @@ from fuzz.cli import CLI_ENTRY_POINTS  # noqa: E402
 from fuzz.data_modules import DATA_ENTRY_POINTS  # noqa: E402
 from fuzz.entry_points import ENTRY_POINTS  # noqa: E402
 from fuzz.loaders import LOADER_ENTRY_POINTS  # noqa: E402
+from fuzz.vision_data import VISION_DATA_ENTRY_POINTS  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
 
@@ -62,7 +63,13 @@ def main() -> None:
         "| slowest case s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for entry in [*ENTRY_POINTS, *LOADER_ENTRY_POINTS, *DATA_ENTRY_POINTS, *CLI_ENTRY_POINTS]:
+    for entry in [
+        *ENTRY_POINTS,
+        *LOADER_ENTRY_POINTS,
+        *DATA_ENTRY_POINTS,
+        *VISION_DATA_ENTRY_POINTS,
+        *CLI_ENTRY_POINTS,
+    ]:
         if args.only and args.only not in entry.name:
             continue
         start = time.perf_counter()

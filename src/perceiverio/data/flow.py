@@ -30,7 +30,7 @@ from .readers.flow import (
     resize_flow,
     resize_frames,
 )
-from .sampling import ListDataset, SplitLoaders, check_count, check_image_size, check_positive, loader
+from .sampling import MAX_SAMPLES, ListDataset, SplitLoaders, check_count, check_image_size, check_positive, loader
 from .synthetic_flow import TEXTURES, SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
@@ -141,9 +141,16 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size, minimum=2)
-        check_count(num_train=num_train, num_val=num_val, batch_size=batch_size)
+        check_count(num_train=num_train, num_val=num_val, maximum=MAX_SAMPLES)
+        check_count(batch_size=batch_size)
         check_count(0, num_workers=num_workers)
         check_positive(max_displacement=max_displacement)
+        synthetic = path is None or (val_source == "synthetic" and val_path is None)
+        if synthetic and max_displacement > max(image_size):
+            raise ValueError(
+                f"max_displacement must be at most {max(image_size)}, the longer side of image_size {image_size} "
+                f"(the synthetic pairs' motion stays within the frame), got {max_displacement!r}"
+            )
         check_choice(val_source, VAL_SOURCES, "val_source")
         if val_source == "path" and path is None and val_path is None:
             raise ValueError("val_source='path' needs a path")

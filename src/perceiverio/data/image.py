@@ -152,7 +152,7 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size)
-        if channels not in (1, 3):
+        if not isinstance(channels, (int, np.integer)) or isinstance(channels, bool) or channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
         check_count(batch_size=batch_size)
         check_count(0, num_workers=num_workers)
@@ -185,13 +185,17 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
     def _split(self, n: int, val: bool, test: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seeded ``(train, val, test)`` index arrays (sorted) of ``n`` training images: ``val_fraction`` held out
         for validation when ``val``, ``test_fraction`` for testing when ``test`` (empty arrays otherwise)."""
+        if n == 0:
+            raise ValueError(f"image source {self.source} has no training images")
         order = np.random.default_rng(self.seed).permutation(n)
         n_val = min(n - 1, max(1, int(round(n * self.val_fraction)))) if val else 0
         n_test = max(1, int(round(n * self.test_fraction))) if test else 0
         if n - n_val - n_test < 1:
+            held = [f"{n_val} for validation (val_fraction={self.val_fraction})"] if val else []
+            held += [f"{n_test} for testing (test_fraction={self.test_fraction})"] if test else []
             raise ValueError(
-                f"image source {self.source} has {n} training image(s); too few to hold out "
-                f"{n_val} for validation and {n_test} for testing"
+                f"image source {self.source} has {n} training image(s); too few to hold out {' and '.join(held)} "
+                "and keep one for training"
             )
         return np.sort(order[n_val + n_test :]), np.sort(order[:n_val]), np.sort(order[n_val : n_val + n_test])
 

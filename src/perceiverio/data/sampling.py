@@ -290,14 +290,21 @@ def check_positive(**values: float) -> None:
 MAX_WORKERS = 256
 
 
-def check_count(minimum: int = 1, **values: Any) -> None:
-    """ValueError naming the argument unless each value is an int of at least ``minimum`` (batch sizes, lengths,
-    worker counts; ``num_workers`` at most :data:`MAX_WORKERS`)."""
+#: the most samples a count may ask for per epoch (generated pairs, clips, audio samples of a clip): an epoch's
+#: order is drawn as one list, and 2^40 of them would not fit in memory
+MAX_SAMPLES = 10_000_000
+
+
+def check_count(minimum: int = 1, maximum: int | None = None, **values: Any) -> None:
+    """ValueError naming the argument unless each value is an int of at least ``minimum`` and, when given, at most
+    ``maximum`` (batch sizes, lengths, worker counts; ``num_workers`` at most :data:`MAX_WORKERS`)."""
     for name, v in values.items():
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
             raise ValueError(f"{name} must be an int of at least {minimum}, got {v!r}")
         if name == "num_workers" and v > MAX_WORKERS:
             raise ValueError(f"num_workers must be at most {MAX_WORKERS} (worker processes), got {v}")
+        if maximum is not None and v > maximum:
+            raise ValueError(f"{name} must be at most {maximum}, got {v}")
 
 
 def check_fraction(name: str, value: float, low_inclusive: bool = False) -> None:
@@ -305,15 +312,26 @@ def check_fraction(name: str, value: float, low_inclusive: bool = False) -> None
         raise ValueError(f"{name} must be in {'[' if low_inclusive else '('}0, 1), got {value!r}")
 
 
+#: the largest side of a data module's ``image_size`` (a batch of larger images would not fit in memory)
+MAX_IMAGE_SIDE = 8192
+
+
 def check_image_size(image_size: Any, minimum: int = 1) -> tuple[int, int]:
-    """``image_size`` as an ``(H, W)`` tuple of ints, each at least ``minimum``."""
+    """``image_size`` as an ``(H, W)`` tuple of ints, each in ``[minimum, MAX_IMAGE_SIDE]``; a ValueError naming
+    ``image_size`` otherwise (also for floats, strings and bools, which ``int()`` would quietly convert)."""
     try:
-        size = tuple(int(s) for s in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size must be (H, W), got {image_size!r}") from None
-    if len(size) != 2 or min(size) < minimum:
-        limit = "positive sizes" if minimum == 1 else f"sizes ≥ {minimum}"
-        raise ValueError(f"image_size must be (H, W) with {limit}, got {size!r}")
+        size = tuple(image_size) if not isinstance(image_size, (str, bytes)) else None
+    except TypeError:
+        size = None
+    if (
+        size is None
+        or len(size) != 2
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+    ):
+        raise ValueError(f"image_size must be (H, W), two ints, got {image_size!r}")
+    size = (int(size[0]), int(size[1]))
+    if min(size) < minimum or max(size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image_size must be (H, W) with sizes in [{minimum}, {MAX_IMAGE_SIDE}], got {size!r}")
     return size
 
 

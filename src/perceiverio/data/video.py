@@ -19,9 +19,20 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from .labels import MAX_CLASSES
 from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
-from .sampling import DescribedDataset, EpochSampler, ListDataset, check_count, check_fraction, check_image_size, loader
+from .sampling import (
+    MAX_SAMPLES,
+    DescribedDataset,
+    EpochSampler,
+    ListDataset,
+    check_count,
+    check_fraction,
+    check_image_size,
+    loader,
+)
 
+MAX_SAMPLE_RATE = 384_000  # Hz: the highest audio rate a clip is resampled to
 NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video
 
 
@@ -96,18 +107,15 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         image_size = check_image_size(image_size)
         check_count(0, num_workers=num_workers)
-        check_count(
-            num_frames=num_frames,
-            audio_samples=audio_samples,
-            sample_rate=sample_rate,
-            num_classes=num_classes,
-            clips_per_epoch=clips_per_epoch,
-            batch_size=batch_size,
-        )
+        check_count(num_frames=num_frames, batch_size=batch_size)
+        check_count(audio_samples=audio_samples, clips_per_epoch=clips_per_epoch, maximum=MAX_SAMPLES)
+        check_count(sample_rate=sample_rate, maximum=MAX_SAMPLE_RATE)
+        check_count(num_classes=num_classes, maximum=MAX_CLASSES)
         check_fraction("val_fraction", val_fraction)
-        modality_names = tuple(modality_names)
-        if len(modality_names) != 3 or len(set(modality_names)) != 3 or not all(modality_names):
+        names = tuple(modality_names) if isinstance(modality_names, (list, tuple)) else ()
+        if len(names) != 3 or len(set(names)) != 3 or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"modality_names must be 3 distinct names (video, audio, label), got {modality_names!r}")
+        modality_names = names
         if path is not None:
             p = Path(path).expanduser()
             if not p.exists():

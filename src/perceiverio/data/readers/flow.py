@@ -73,7 +73,7 @@ def read_frame(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
 
 
@@ -245,7 +245,7 @@ def frame_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.height, im.width
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
 
 

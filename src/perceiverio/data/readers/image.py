@@ -8,6 +8,7 @@ IDX layout (big-endian): two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) < header:
         raise ValueError(f"IDX file {str(p)!r} is truncated (header)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: a product of uint32 sizes can wrap around int64
     if len(data) - header != count * dtype.itemsize:
         raise ValueError(
             f"IDX file {str(p)!r} holds {len(data) - header} data bytes, its header {tuple(shape)} "
@@ -94,7 +95,8 @@ def find_idx_files(folder: str | Path) -> dict[tuple[str, str], Path]:
 def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images [N, H, W] or [N, H, W, 3] uint8, labels [N] int64), "test": ...}`` from a folder of IDX
     files ("test" = the t10k files); a split is present when both of its files are. A ValueError names the folder
-    when neither pair is complete, and the file and index of a negative label."""
+    when neither pair is complete, the file of images that are not integers in [0, 255] or of labels that are not
+    integers, and the file and index of a negative label."""
     files = find_idx_files(folder)
     out = {}
     for split in ("train", "test"):
@@ -107,6 +109,8 @@ def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
                     f"IDX files in {str(folder)!r}: images {x.shape} and labels {y.shape} do not "
                     "match (expected [N, H, W] and [N])"
                 )
+            check_idx_values(x, files[split, "images"], "images", 0, 255)
+            check_idx_values(y, files[split, "labels"], "labels", 0, None)
             y = y.astype(np.int64)
             if len(y) and y.min() < 0:
                 i = int(np.argmax(y < 0))
@@ -123,9 +127,24 @@ def read_idx_dataset(folder: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
     return out
 
 
+def check_idx_values(a: np.ndarray, path: Path, what: str, low: int, high: int | None) -> None:
+    """IDX ``images`` must hold integer pixels in [0, 255] and ``labels`` integer class ids: a ValueError names the
+    file, the type and the range found (a float image in [0, 1] would otherwise become all zeros as uint8)."""
+    if a.dtype.kind not in "iu":
+        raise ValueError(
+            f"IDX {what} {str(path)!r} hold {a.dtype} values; expected integers "
+            f"({'pixels 0..255, IDX type 0x08' if what == 'images' else 'class ids'})"
+        )
+    if what == "images" and a.size and (int(a.min()) < low or int(a.max()) > high):
+        raise ValueError(
+            f"IDX images {str(path)!r} hold values in [{int(a.min())}, {int(a.max())}]; expected pixels 0..255"
+        )
+
+
 def list_image_folder(folder: str | Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """``(files, class ids, class names)`` of a folder with one subfolder of images per class (names sorted;
-    ``classes`` fixes the names, e.g. those of the training folder for a validation folder)."""
+    ``classes`` fixes the names, e.g. those of the training folder for a validation folder). Without ``classes``,
+    a subfolder without images is refused (it would be a class no training image has)."""
     root = Path(folder)
     subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     names = classes if classes is not None else subdirs
@@ -141,6 +160,13 @@ def list_image_folder(folder: str | Path, classes: list[str] | None = None) -> t
     if classes is None and not files:
         raise ValueError(
             f"image folder {str(root)!r} has no class subfolders with images ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    found = set(labels)
+    empty = [n for i, n in enumerate(names) if i not in found] if classes is None else []
+    if empty:
+        raise ValueError(
+            f"image folder {str(root)!r}: class subfolder(s) {', '.join(empty)} hold no images "
+            f"({', '.join(IMAGE_EXTENSIONS)}); every class needs at least one (remove the folder if it is no class)"
         )
     unknown = sorted(set(subdirs) - set(names)) if classes is not None else []
     if unknown:
@@ -159,7 +185,7 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=None)
             a = np.array(im, dtype=np.uint8)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()
 

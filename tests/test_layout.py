@@ -23,6 +23,7 @@ LAYERS = {
     "weights": 3,
     "data": 4,
     "training": 4,
+    "visual": 4,
     "cli": 5,
     "perceiverio": 6,
 }

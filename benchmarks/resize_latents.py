@@ -4,13 +4,14 @@ comparison, with N/2 and 2N latents drawn afresh (every other weight warm-starte
 (the 10k t10k images) and the throughput of every model, before and after.
 
     python benchmarks/resize_latents.py [--out runs/resize-latents] [--base-minutes 8] [--minutes 3]
-        [--base MODEL_DIR] [--no-scratch] [--data /usr/share/datasets/fashion-mnist]
+        [--steps N] [--base MODEL_DIR] [--no-scratch] [--data /usr/share/datasets/fashion-mnist]
 
 Every run is ``perceiverio fit --config configs/fashion-mnist.yaml`` with ``--trainer.max_time`` set to the budget
-(the recipe's cosine schedule follows it), so the commands are the ones a user types; they are printed. Throughput
-is measured on one fixed batch of 128 test images, separately for inference (eval mode, no gradient) and training
-(forward, loss, backward and an AdamW step), as the median of ``--repeats`` timed steps after two warm-up steps, on
-the threads torch uses by default. Results: ``OUT/results.json`` and a Markdown table on stdout.
+(the recipe's cosine schedule follows it), or ``--trainer.max_steps`` with ``--steps`` (the same number of steps
+for every variant whatever else the machine runs), so the commands are the ones a user types; they are printed.
+Throughput is measured on one fixed batch of 128 test images, separately for inference (eval mode, no gradient)
+and training (forward, loss, backward and an AdamW step), as the median of ``--repeats`` timed steps after two
+warm-up steps, on the threads torch uses by default. Results: ``OUT/results.json`` and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fashion-mnist.yaml"
 BATCH = 128
 
 
-def fit(out: Path, minutes: float, data: str, extra: list[str]) -> Path:
-    """Run ``perceiverio fit`` into ``out`` (skipped when ``out`` already holds an exported model); the model dir."""
+def fit(out: Path, minutes: float, data: str, extra: list[str], steps: int | None = None) -> Path:
+    """Run ``perceiverio fit`` into ``out`` for ``minutes`` of wall time, or ``steps`` optimiser steps when given
+    (skipped when ``out`` already holds an exported model); returns the exported model's folder."""
     found = sorted(out.glob("fashion-mnist/version_*/model/config.json"))
     if found:
         print(f"reusing {found[-1].parent}", flush=True)
         return found[-1].parent
     seconds = round(minutes * 60)
     budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-    cmd = ["perceiverio", "fit", "--config", str(CONFIG), "--trainer.max_time", budget]
+    length = ["--trainer.max_time", budget] if steps is None else ["--trainer.max_time", "null"]
+    length += [] if steps is None else ["--trainer.max_steps", str(steps)]
+    cmd = ["perceiverio", "fit", "--config", str(CONFIG), *length]
     cmd += ["--trainer.default_root_dir", str(out), "--data.init_args.path", data, *extra]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run([sys.executable, "-m", "perceiverio.cli", *cmd[1:]], check=True)
@@ -104,7 +108,10 @@ def main() -> None:
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--base", type=Path, help="a trained Fashion-MNIST model folder (skips the base run)")
     p.add_argument("--base-minutes", type=float, default=8.0)
-    p.add_argument("--minutes", type=float, default=3.0, help="budget of each fine-tuning run")
+    p.add_argument("--minutes", type=float, default=3.0, help="wall-time budget of each fine-tuning run")
+    p.add_argument(
+        "--steps", type=int, help="fine-tune for this many steps instead of --minutes (fair on a shared machine)"
+    )
     p.add_argument("--no-scratch", action="store_true", help="skip the runs with freshly drawn latents")
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args()
@@ -113,12 +120,12 @@ def main() -> None:
     n = ImageClassifier.from_pretrained(base).config.encoder.num_latents
     runs: dict[str, tuple[Path, str]] = {"base": (base, "trained")}
     for size in (n, n // 2, 2 * n):
-        run = fit(args.out / f"resized-{size}", args.minutes, args.data, init(base, size))
+        run = fit(args.out / f"resized-{size}", args.minutes, args.data, init(base, size), args.steps)
         runs[f"resized-{size}"] = (run, f"fine-tuned from base, latents resized {n} → {size}")
     if not args.no_scratch:
         for size in (n // 2, 2 * n):
             source = scratch_source(base, size, args.out / "sources" / f"scratch-{size}")
-            run = fit(args.out / f"scratch-{size}", args.minutes, args.data, init(source, size))
+            run = fit(args.out / f"scratch-{size}", args.minutes, args.data, init(source, size), args.steps)
             runs[f"scratch-{size}"] = (run, f"fine-tuned from base, {size} latents drawn afresh")
 
     data = ImageDataModule(path=args.data, image_size=(28, 28), channels=1, batch_size=1000)

@@ -143,9 +143,6 @@ def _panel(ax, name: str, members: list[Curve]) -> None:
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(True, alpha=0.3)
-    values = [v for c in members for v in c.values]
-    if name == "learning rate" and min(values) > 0 and max(values) / min(values) > 100:
-        ax.set_yscale("log")
     ax.legend(fontsize=7)
 
 

@@ -133,13 +133,15 @@ def test_from_pretrained_num_latents_resizes_after_loading(tmp_path):
 
 
 def test_the_file_checks_still_run_with_num_latents(tmp_path):
-    model = MODELS["image"]()
+    import json
+
+    model = MODELS["image"]()  # 16 latents
     model.save_pretrained(tmp_path / "m")
-    other = MODELS["classifier"]()
-    other.save_pretrained(tmp_path / "o")
-    (tmp_path / "m" / "model.safetensors").write_bytes((tmp_path / "o" / "model.safetensors").read_bytes())
-    with pytest.raises(ValueError):  # names and shapes checked against the stored size before any resize
-        p.ImageClassifier.from_pretrained(tmp_path / "m", num_latents=8)
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["config"]["encoder"]["num_latents"] = 8  # the file's latents no longer fit the config
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"encoder.latents has shape \[16, 32\].*declares \[8, 32\]"):  # no resize
+        p.ImageClassifier.from_pretrained(tmp_path / "m", num_latents=16)
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x05")
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         p.ImageClassifier.from_pretrained(tmp_path / "m", num_latents=8)

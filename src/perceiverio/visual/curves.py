@@ -13,7 +13,6 @@ import csv
 import math
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,8 +178,3 @@ def find_metrics(run_dir: str | os.PathLike) -> tuple[Path, int]:
             "with the CSVLogger: trainer.logger)"
         )
     return max(found, key=lambda p: (p.stat().st_mtime, str(p))), len(found)
-
-
-def summary(curves: list[Curve]) -> Mapping[str, str]:
-    """Each curve's last value, for a one-line report."""
-    return {c.name: f"{c.values[-1]:.4g} at step {c.steps[-1]:g}" for c in curves}

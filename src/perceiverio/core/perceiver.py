@@ -11,6 +11,7 @@ Every task model of this library *is* a :class:`PerceiverIO` built from its own 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from .checks import check_features, check_mask
 from .config import DecoderConfig, PerceiverConfig, check_positive
 from .decoder import PerceiverDecoder
 from .encoder import PerceiverEncoder
+from .latents import check_num_latents, resize_latent_array
 from .queries import LearnedQueries
 
 
@@ -95,6 +97,21 @@ class PerceiverIO(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def resize_latents(self, n: int) -> PerceiverIO:
+        """Give the encoder ``n`` latents (the paper's N), initialised from the trained ones (interpolated along N
+        when growing, neighbours averaged when shrinking: :mod:`perceiverio.core.latents`), then fine-tune. Every
+        other weight is kept bitwise, the outputs keep their shapes (the queries do not depend on N), and the
+        config (``config.encoder.num_latents``) is updated so that ``save_pretrained``/``from_pretrained``
+        round-trip. In place; returns the model. ``n`` must be a positive int (ValueError)."""
+        n = check_num_latents(n, "resize_latents(n)")
+        old = self.encoder.latents  # [N, D]
+        self.encoder.latents = nn.Parameter(resize_latent_array(old, n), requires_grad=old.requires_grad)  # [n, D]
+        self.encoder.config = dataclasses.replace(self.encoder.config, num_latents=n)
+        config = self.config
+        if dataclasses.is_dataclass(config) and isinstance(getattr(config, "encoder", None), type(self.encoder.config)):
+            self.config = dataclasses.replace(config, encoder=self.encoder.config)
+        return self
 
     def adapt(self, inputs: object) -> torch.Tensor:
         """Raw inputs -> the input array ``[B, M, C]``."""

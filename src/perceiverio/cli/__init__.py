@@ -5,6 +5,7 @@
     perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
+    perceiverio attention MODEL_DIR INPUT [INPUT2] [--out DIR] [--latents 0,5,...] [--head H] [--query-pixel Y,X]
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -22,13 +23,18 @@ from __future__ import annotations
 
 import sys
 
-from . import convert, fill, lightning
+from . import attention, convert, fill, lightning
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
 
 __all__ = ["COMMANDS", "fill_mask", "main"]
 
-COMMANDS = {"convert": convert.run, "fill-mask": fill.run, **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run)}
+COMMANDS = {
+    "attention": attention.run,
+    "convert": convert.run,
+    "fill-mask": fill.run,
+    **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,13 @@ import numpy as np
 import torch
 from fuzz.cases import Arg, EntryPoint, model
 from fuzz.cli import VALUES, Argv, run_cli
-from fuzz.entry_points import CHUNK, TEXT_IDS, TEXT_MASK, B, _float
+from fuzz.entry_points import CHUNK, TEXT_IDS, TEXT_MASK, B
 from hypothesis import strategies as st
+
+
+def _randn(*shape: int):
+    return lambda rng: torch.randn(*shape, generator=rng)
+
 
 FLAG = Arg(lambda rng: True, kind="value", names=("return_attention",), bad=(1, 0, "yes", None, torch.tensor(True)))
 
@@ -125,12 +130,12 @@ ATTENTION_ENTRY_POINTS = [
     EntryPoint(
         "ImageClassifier.forward(return_attention)",
         _image,
-        {"images": Arg(_float(B, 3, 32, 32), names=("images",)), "return_attention": FLAG},
+        {"images": Arg(_randn(B, 3, 32, 32), names=("images",)), "return_attention": FLAG},
     ),
     EntryPoint(
         "OpticalFlow.forward(return_attention)",
         _flow,
-        {"frames": Arg(_float(B, 2, 3, 24, 32), names=("frames",)), "chunk_size": CHUNK, "return_attention": FLAG},
+        {"frames": Arg(_randn(B, 2, 3, 24, 32), names=("frames",)), "chunk_size": CHUNK, "return_attention": FLAG},
     ),
     EntryPoint(
         "cli attention",

@@ -193,6 +193,10 @@ def run(argv: list[str]) -> None:
     from ..tasks import ImageClassifier, MaskedLanguageModel, MultitaskClassifier, OpticalFlow, SequenceClassifier
     from ..weights import load_pretrained
 
+    try:
+        import matplotlib  # noqa: F401  (the pictures need it: an optional dependency)
+    except ImportError:
+        raise _fail("needs matplotlib: pip install 'perceiverio[plot]'") from None
     if args.head is not None and args.head < 0:
         raise _fail(f"--head must be a non-negative head index, got {args.head}")
     if not args.model.is_dir():

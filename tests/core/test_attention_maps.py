@@ -258,3 +258,15 @@ def test_return_attention_must_be_a_bool(bad):
     model = SequenceClassifier(SequenceClassifierConfig.tiny())
     with pytest.raises(ValueError, match="return_attention must be True or False"):
         model(*_text(), return_attention=bad)
+
+
+def test_maps_in_training_with_gradient_checkpointing():
+    torch.manual_seed(0)
+    model = ImageClassifier(ImageClassifierConfig.tiny()).train()
+    model.encoder.gradient_checkpointing = model.decoder.gradient_checkpointing = True
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    plain = model(images, labels)
+    out = model(images, labels, return_attention=True)
+    assert torch.equal(out.logits, plain.logits)
+    out.loss.backward()  # the maps do not get in the way of training
+    assert model.encoder.latents.grad is not None and out.encoder_attention.shape == (2, 1, 16, 32 * 32)

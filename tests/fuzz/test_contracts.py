@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from fuzz.attention import ATTENTION_ENTRY_POINTS
 from fuzz.cases import cases, outcome
 from fuzz.cli import CLI_ENTRY_POINTS
 from fuzz.data_modules import DATA_ENTRY_POINTS
@@ -40,7 +41,14 @@ def _fuzzed(test, slow: int = 1):
     return seed(int(SEED))(test) if SEED is not None else test
 
 
-ALL = [*ENTRY_POINTS, *LOADER_ENTRY_POINTS, *DATA_ENTRY_POINTS, *VISION_DATA_ENTRY_POINTS, *CLI_ENTRY_POINTS]
+ALL = [
+    *ENTRY_POINTS,
+    *LOADER_ENTRY_POINTS,
+    *DATA_ENTRY_POINTS,
+    *VISION_DATA_ENTRY_POINTS,
+    *CLI_ENTRY_POINTS,
+    *ATTENTION_ENTRY_POINTS,
+]
 
 
 @pytest.mark.parametrize("entry", ALL, ids=lambda e: e.name)

@@ -6,6 +6,7 @@
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
     perceiverio plot RUN_DIR [--out FILE.png]
+    perceiverio attention MODEL_DIR INPUT [INPUT2] [--out DIR] [--latents 0,5,...] [--head H] [--query-pixel Y,X]
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from . import convert, fill, lightning, plot
+from . import attention, convert, fill, lightning, plot
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
 from .usage import command_list, version
@@ -31,6 +32,7 @@ from .usage import command_list, version
 __all__ = ["COMMANDS", "fill_mask", "main"]
 
 COMMANDS = {
+    "attention": attention.run,
     "convert": convert.run,
     "fill-mask": fill.run,
     "plot": plot.run,

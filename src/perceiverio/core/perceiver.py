@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attention import check_flag
 from .checks import check_features, check_mask
 from .config import DecoderConfig, PerceiverConfig, check_positive
 from .decoder import PerceiverDecoder
@@ -36,6 +37,22 @@ class PerceiverIOConfig(PerceiverConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(self, "num_input_channels", "num_output_queries")
+
+
+@dataclass
+class AttentionMaps:
+    """The two cross-attentions of one forward pass, as probabilities in float32 (heads not averaged).
+
+    ``encoder``: the latents over the inputs ``[B, h_enc, N, M]`` (each row sums to 1 over M; masked inputs 0).
+    ``decoder``: the output queries over the latents ``[B, h_dec, O, N]`` (each row sums to 1 over N).
+    Rows that official masking zeroes (an example without any real input, a masked query) are all 0.
+    """
+
+    encoder: torch.Tensor  # [B, h, N, M]
+    decoder: torch.Tensor  # [B, h, O, N]
+
+
+torch.export.register_dataclass(AttentionMaps, serialized_type_name="perceiverio.AttentionMaps")
 
 
 def build_encoder(config: PerceiverConfig, num_input_channels: int) -> PerceiverEncoder:
@@ -129,8 +146,13 @@ class PerceiverIO(nn.Module):
         queries: torch.Tensor,
         query_mask: torch.Tensor | None = None,
         chunk_size: int | None = None,
+        return_attention: bool = False,
     ) -> object:
-        """Latents ``[B, N, D]`` and queries ``[B, O, E]`` -> the output adapter's output."""
+        """Latents ``[B, N, D]`` and queries ``[B, O, E]`` -> the output adapter's output; with
+        ``return_attention=True``, ``(output, decoder attention [B, h, O, N])``."""
+        if check_flag(return_attention):
+            y, attention = self.decoder(queries, latents, query_mask, chunk_size, return_attention=True)
+            return (self.output_adapter(y) if self.output_adapter is not None else y), attention
         y = self.decoder(queries, latents, query_mask, chunk_size)  # [B, O, F]
         return self.output_adapter(y) if self.output_adapter is not None else y
 
@@ -141,12 +163,22 @@ class PerceiverIO(nn.Module):
         query_index: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
         chunk_size: int | None = None,
+        return_attention: bool = False,
     ) -> object:
         """``query_index`` (``[K]`` or ``[B, K]``) decodes only those queries: rows equal the full decoding's.
-        ``chunk_size`` decodes that many queries at a time (same result, bounded memory)."""
+        ``chunk_size`` decodes that many queries at a time (same result, bounded memory).
+        ``return_attention=True`` returns ``(output, AttentionMaps)``: the output is the same, the maps are
+        computed only then (they hold ``B·h·N·M`` and ``B·h·O·N`` floats)."""
+        return_attention = check_flag(return_attention)
         x = self.adapt(inputs)  # [B, M, C]
-        z = self.encoder(x, check_mask(input_mask, tuple(x.shape[:2]), "input_mask"))  # [B, N, D]
+        mask = check_mask(input_mask, tuple(x.shape[:2]), "input_mask")
+        z = self.encoder(x, mask, return_attention)  # [B, N, D] (, [B, h, N, M])
+        if return_attention:
+            z, encoder_attention = z
         q = self.output_queries(x, query_index)  # [B, O, E]
         if query_mask is not None:
             query_mask = check_mask(query_mask, tuple(q.shape[:2]), "query_mask")
-        return self.decode(z, q, query_mask, chunk_size)
+        if not return_attention:
+            return self.decode(z, q, query_mask, chunk_size)
+        out, decoder_attention = self.decode(z, q, query_mask, chunk_size, return_attention=True)
+        return out, AttentionMaps(encoder=encoder_attention, decoder=decoder_attention)

@@ -5,6 +5,7 @@
     perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
+    perceiverio export MODEL_DIR --format onnx|pt2 [--out FILE] [--opset N] [--overwrite]
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -15,20 +16,26 @@ standard library's own reference text (``configs/mlm.yaml``). Configs follow Lig
 Every output (logs, checkpoints, the export, config.yaml) goes under ``--trainer.default_root_dir`` (``runs``) unless
 an option names its folder; the folders are checked for writing before the first step. A NaN or infinite loss or
 gradient stops ``fit`` with exit status 1 and no export (``--nonfinite.action skip`` skips such steps instead).
-``convert`` refuses to replace a model in OUT_DIR without ``--overwrite``.
+``convert`` refuses to replace a model in OUT_DIR without ``--overwrite``; ``export`` writes an ONNX file or a
+``torch.export`` program checked against PyTorch eager (docs/export.md).
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import convert, fill, lightning
+from . import convert, export, fill, lightning
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
 
 __all__ = ["COMMANDS", "fill_mask", "main"]
 
-COMMANDS = {"convert": convert.run, "fill-mask": fill.run, **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run)}
+COMMANDS = {
+    "convert": convert.run,
+    "export": export.run,
+    "fill-mask": fill.run,
+    **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

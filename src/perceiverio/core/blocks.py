@@ -96,6 +96,7 @@ class CrossAttentionBlock(nn.Module):
         chunk = self.kv_chunk_size
         if (
             chunk
+            and not isinstance(x_kv.shape[1], torch.SymInt)  # a dynamic M while exporting: one pass, no size guard
             and x_kv.shape[1] > chunk
             and x_kv.device.type == "cpu"
             and not needs_grad(x_q, x_kv, *self.parameters())

@@ -82,5 +82,5 @@ def run(argv: list[str]) -> None:
     shapes = ", ".join(f"batch {b}" + (f" length {n}" if n else "") for b, n in result.checked_shapes)
     print(
         f"{runner} vs PyTorch eager ({shapes}): max relative difference {result.max_relative_difference:.2e} "
-        f"(tolerance 1e-04)"
+        f"(tolerance 1e-04; {result.check_seconds:.1f} s)"
     )

@@ -38,7 +38,8 @@ TINY = {
     "sequence": lambda: SequenceClassifier(SequenceClassifierConfig.tiny(max_seq_len=64)),
     "multitask": lambda: MultitaskClassifier(MultitaskClassifierConfig.tiny(max_seq_len=64)),
     "image": lambda: ImageClassifier(ImageClassifierConfig.tiny()),
-    "flow": lambda: OpticalFlow(OpticalFlowConfig.tiny()),
+    # 64 × 80 = 5,120 tokens: more than one key/value chunk of CPU eager (KV_CHUNK_SIZE), which the graph must match
+    "flow": lambda: OpticalFlow(OpticalFlowConfig.tiny(train_size=(64, 80))),
     "multimodal": lambda: MultimodalAutoencoder(MultimodalAutoencoderConfig.tiny()),
     "set": lambda: SetModel(SetModelConfig.tiny()),
     "plain": lambda: PerceiverIO.from_config(

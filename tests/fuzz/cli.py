@@ -126,6 +126,31 @@ def plot_argv(draw) -> tuple[str, list[str]]:
     return what, argv
 
 
+@st.composite
+def export_argv(draw) -> tuple[str, list[str]]:
+    """``perceiverio export`` with one damaged argument; every case fails before exporting (fast)."""
+    f = _folders()
+    argv = ["export", str(f["mlm"]), "--format", "onnx", "--out", str(f["root"] / "exported.onnx")]
+    what = draw(st.sampled_from(["model", "--format", "--opset", "--out", "--overwrite", "unknown"]))
+    if what == "model":
+        argv[1] = str(f[draw(st.sampled_from(["junk", "missing", "file", "root"]))])
+    elif what == "--format":
+        argv[3] = draw(st.sampled_from(["tf", "", "ONNX", "pt", *VALUES]))
+    elif what == "--opset":
+        value = draw(st.sampled_from(["17", "24", "-1", "x", "", "18.5", "1e3", "10000000000000"]))
+        argv += ["--opset", value] if draw(st.booleans()) else ["--opset", "18"]
+        if argv[-1] == "18":
+            argv[3] = "pt2"  # an opset for a pt2 export
+    elif what == "--out":
+        argv[5] = str(draw(st.sampled_from([f["missing"] / "m.onnx", f["file"] / "m.onnx", f["root"]])))
+    elif what == "--overwrite":
+        argv[5] = str(f["file"])  # an existing file, without --overwrite
+    else:
+        argv += ["--bogus", draw(st.sampled_from(VALUES))]
+        what = "--bogus"
+    return what, argv
+
+
 OPTIONS = (
     "--trainer.max_steps",
     "--trainer.max_epochs",
@@ -222,6 +247,7 @@ CLI_ENTRY_POINTS = [
         "cli convert", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(convert_argv()))}
     ),
     EntryPoint("cli plot", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(plot_argv()))}),
+    EntryPoint("cli export", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(export_argv()))}),
     EntryPoint(
         "cli fit/validate/test",
         run_cli,

@@ -171,10 +171,13 @@ class MultimodalInputAdapter(nn.Module):
         return torch.cat([x, pad.expand(x.shape[0], x.shape[1], -1)], dim=-1)
 
     def mask(self, name: str, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Replace tokens by the mask token with probability ``mask_probs[name]`` (p = 0: returned unchanged)."""
+        """Replace tokens by the mask token with probability ``mask_probs[name]`` (p = 0: returned unchanged; p = 1:
+        every token replaced, without a random draw)."""
         p = self.mask_probs.get(name, 0.0)
         if p == 0.0:
             return x
+        if p == 1.0:  # every token masked: no random draw (an exported graph has no sampling then)
+            return self.mask_tokens[name].to(x.dtype).expand_as(x)
         probs = torch.full(x.shape[:2], p, device=x.device, dtype=x.dtype)
         m = torch.bernoulli(probs, generator=generator).unsqueeze(-1)  # [B, M_m, 1]
         return (1 - m) * x + m * self.mask_tokens[name].to(x.dtype)

@@ -7,6 +7,7 @@
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
     perceiverio plot RUN_DIR [--out FILE.png]
     perceiverio attention MODEL_DIR INPUT [INPUT2] [--out DIR] [--latents 0,5,...] [--head H] [--query-pixel Y,X]
+    perceiverio export MODEL_DIR --format onnx|pt2 [--out FILE] [--opset N] [--overwrite]
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -17,14 +18,15 @@ standard library's own reference text (``configs/mlm.yaml``). Configs follow Lig
 Every output (logs, checkpoints, the export, config.yaml) goes under ``--trainer.default_root_dir`` (``runs``) unless
 an option names its folder; the folders are checked for writing before the first step. A NaN or infinite loss or
 gradient stops ``fit`` with exit status 1 and no export (``--nonfinite.action skip`` skips such steps instead).
-``convert`` refuses to replace a model in OUT_DIR without ``--overwrite``.
+``convert`` refuses to replace a model in OUT_DIR without ``--overwrite``; ``export`` writes an ONNX file or a
+``torch.export`` program checked against PyTorch eager (docs/export.md).
 """
 
 from __future__ import annotations
 
 import sys
 
-from . import attention, convert, fill, lightning, plot
+from . import attention, convert, export, fill, lightning, plot
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
 from .usage import command_list, version
@@ -34,6 +36,7 @@ __all__ = ["COMMANDS", "fill_mask", "main"]
 COMMANDS = {
     "attention": attention.run,
     "convert": convert.run,
+    "export": export.run,
     "fill-mask": fill.run,
     "plot": plot.run,
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run),

@@ -60,7 +60,8 @@ class CrossAttentionBlock(nn.Module):
     ``num_qk_channels`` defaults to the key/value width (official ``shape_for_attn='kv'``), ``num_v_channels`` to
     qk. ``use_query_residual`` adds the *un-normalised* queries to the attention output. On CPU without gradients,
     key/value arrays longer than ``kv_chunk_size`` are normalised, projected and attended chunk by chunk
-    (``MultiHeadAttention.forward_kv_chunks``); other devices attend them in one fused pass.
+    (``MultiHeadAttention.forward_kv_chunks``); other devices, and ``torch.export`` graphs (whose M may be dynamic,
+    and whose ONNX translation of the log-sum-exp is wrong), attend them in one fused pass.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class CrossAttentionBlock(nn.Module):
         attention = None
         if (
             chunk
+            and not torch.compiler.is_exporting()  # exported graphs attend in one pass: no guard on M, no LSE op
             and x_kv.shape[1] > chunk
             and x_kv.device.type == "cpu"
             and not needs_grad(x_q, x_kv, *self.parameters())

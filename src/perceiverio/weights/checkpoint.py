@@ -96,7 +96,7 @@ def config_from_dict(data: Any) -> Any:
     return data
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write ``path`` through ``write(temporary path)`` and rename: a reader sees the old file or the new one, never
     part of one. The temporary file has a unique name of our pattern (``.<name>.<random>.tmp``, see
     :func:`remove_stale_temporaries`) and is removed whatever happens before the rename."""
@@ -174,8 +174,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
         )
     meta = {"format": FORMAT, "model_class": qualified_name(type(model)), "config": config_to_dict(config)}
     remove_stale_temporaries(directory)
-    _atomic_write(directory / WEIGHTS, lambda p: save_file(state, p, metadata={"format": FORMAT}))
-    _atomic_write(directory / CONFIG, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(directory / WEIGHTS, lambda p: save_file(state, p, metadata={"format": FORMAT}))
+    atomic_write(directory / CONFIG, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     return directory
 
 

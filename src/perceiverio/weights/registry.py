@@ -10,8 +10,8 @@ The methods, installed on :class:`PerceiverIO` when this module is imported (``i
 
 * ``Model.from_transformers(...)`` and ``Model.from_haiku(...)``: exist exactly on the classes that have a converter
   of that kind (``hasattr(SetModel, "from_haiku")`` is False), through :class:`ConverterMethod`;
-* ``Model.from_pretrained(name_or_path)``, ``model.save_pretrained(folder)``, ``model.push_to_hub(repo_id)``: on
-  every model.
+* ``Model.from_pretrained(name_or_path)``, ``model.save_pretrained(folder)``, ``model.push_to_hub(repo_id)``,
+  ``model.export(path, format="onnx"|"pt2")``: on every model.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..tasks.multimodal import MultimodalAutoencoder
 from ..tasks.sets import SetModel
 from . import flow, image, language, multimodal, perceiver
 from .checkpoint import load_pretrained, push_to_hub, save_pretrained
+from .export import export
 from .haiku import HaikuConverter, export_haiku, load_from_haiku
 from .transformers import TransformersHead
 
@@ -193,6 +194,7 @@ def install() -> None:
     PerceiverIO.from_pretrained = classmethod(from_pretrained)
     PerceiverIO.save_pretrained = save_pretrained
     PerceiverIO.push_to_hub = push_to_hub
+    PerceiverIO.export = export
 
 
 install()

@@ -44,7 +44,7 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
 
     ``max_magnitude``: the magnitude drawn fully saturated (default: the largest finite magnitude of ``flow``);
     longer vectors are drawn darker (×0.75), as in the reference code. Non-finite vectors are black."""
-    flow = np.asarray(flow, dtype=np.float64)
+    flow = as_array(flow, "flow")
     if flow.ndim != 3 or 2 not in (flow.shape[0], flow.shape[-1]):
         raise ValueError(f"flow must be [H, W, 2] or [2, H, W], got shape {tuple(flow.shape)}")
     if flow.shape[-1] != 2:
@@ -54,7 +54,12 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     radius = np.hypot(u, v)
     if max_magnitude is None:
         max_magnitude = float(radius.max()) if radius.size else 0.0
-    elif not np.isfinite(max_magnitude) or max_magnitude < 0:
+    elif (
+        isinstance(max_magnitude, bool)
+        or not isinstance(max_magnitude, (int, float, np.number))
+        or not np.isfinite(max_magnitude)
+        or max_magnitude < 0
+    ):
         raise ValueError(f"max_magnitude must be a finite number >= 0, got {max_magnitude!r}")
     scale = max(float(max_magnitude), np.finfo(np.float64).eps)
     u, v, radius = u / scale, v / scale, radius / scale
@@ -71,6 +76,14 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     out = np.floor(255.0 * colour).clip(0, 255).astype(np.uint8)
     out[bad] = 0
     return out
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """``value`` as a float64 array; a TypeError naming ``name`` when it is not numbers."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
 
 
 def wheel_legend(size: int) -> np.ndarray:

@@ -20,11 +20,17 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype == np.uint8:
         return frames
-    return (np.clip(frames.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if frames.dtype.kind not in "biuf":
+        raise TypeError(f"frames must be an array of numbers, got {frames.dtype} values")
+    values = np.nan_to_num(frames.astype(np.float64), nan=0.0)  # NaN: black
+    return (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _check_frames(name: str, frames: np.ndarray) -> np.ndarray:
-    frames = to_uint8(frames)
+    try:
+        frames = to_uint8(frames)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: {e}") from None
     if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
         raise ValueError(f"{name} must be [T, H, W, 3] frames, got shape {tuple(frames.shape)}")
     return frames

@@ -39,6 +39,8 @@ def run(argv: list[str]) -> None:
             check_trainer_options(trainer)
             if command == "predict":
                 check_predict_input(self.config[command].get("data"))
+                if self.config[command].get("return_predictions") is None:  # written to files, not kept in memory
+                    self.config[command]["return_predictions"] = False
             root_loggers(trainer)
 
         def before_fit(self) -> None:

@@ -11,8 +11,9 @@ prediction (see :mod:`perceiverio.training.evaluation`):
 * ``flow``: ``<frame>.flo`` (Middlebury format) and ``<frame>.png`` (colour-coded, :mod:`perceiverio.visual.flow`,
   with a legend); with ground truth also ``<frame>-truth.png`` at the same colour scale and ``"epe"`` in the JSON;
 * ``reconstruction`` (multimodal autoencoder), per video: ``<video>.mp4`` (the reconstructed clips in order),
-  ``<video>.wav`` (the reconstructed audio), ``<video>-strip.png`` (the first clip's frames, original above
-  reconstruction, with the PSNR under them) and ``"psnr_video"``, ``"psnr_audio"`` and the label's top-k in JSON.
+  ``<video>.wav`` (the reconstructed audio), ``<video>-strip.png`` (the middle clip's frames, original above
+  reconstruction, with the PSNR of the whole video under them) and ``"psnr_<name>"`` of the video and audio
+  modalities and the label's top-k in JSON.
 
 Every file is written atomically. While predicting without a progress bar, progress lines are printed about ten
 times; at the end, the number of examples, the time and the throughput (examples/s).
@@ -199,8 +200,10 @@ class PredictionWriter(BasePredictionWriter):
                     value = float(psnr(y.reshape(1, -1), x.reshape(1, -1))[0][0])
                     line[f"psnr_{n}"] = round(value, 3)
                     t = x.shape[1] if x.dim() == 5 else 1
-                    caption = f"{name}: PSNR {value:.2f} dB ({len(frames_in)} frames), first {t} shown"
-                    size = write_strip(folder / f"{stem}-strip.png", frames_in[:t], frames_out[:t], caption)
+                    first = (len(x) // 2) * t  # the middle clip (videos often open on black)
+                    caption = f"{name}: PSNR {value:.2f} dB over {len(frames_in)} frames; shown {first}-{first + t - 1}"
+                    shown = slice(first, first + t)
+                    size = write_strip(folder / f"{stem}-strip.png", frames_in[shown], frames_out[shown], caption)
                     write_mp4(folder / f"{stem}.mp4", (frames_out * 255 + 0.5).astype(np.uint8), fps.get(name, 25.0))
                     line.update({"mp4": f"{stem}.mp4", "strip_png": f"{stem}-strip.png", "strip_size": list(size)})
                     self.written += [folder / f"{stem}.mp4", folder / f"{stem}-strip.png"]

@@ -231,7 +231,8 @@ class PredictionWriter(BasePredictionWriter):
         rate = self._count / elapsed if elapsed > 0 else math.inf
         if trainer.is_global_zero:
             print(
-                f"predicted {self._count} examples in {elapsed:.1f} s ({rate:.1f} examples/s); wrote "
+                f"predicted {self._count} example{'' if self._count == 1 else 's'} in {elapsed:.1f} s "
+                f"({rate:.1f} examples/s); wrote "
                 f"{len(self.written)} files to {folder}",
                 flush=True,
             )

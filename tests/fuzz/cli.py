@@ -91,6 +91,43 @@ def convert_argv(draw) -> tuple[str, list[str]]:
     return "convert", argv
 
 
+@functools.cache
+def _runs() -> dict[str, Path]:
+    """Run folders for ``plot``: a CSVLogger log, an empty one, a header-only one, a CSV without steps, NaNs only."""
+    root = Path(tempfile.mkdtemp(prefix="perceiverio-fuzz-plot-"))
+    logs = {
+        "run": "epoch,step,train/loss,train/lr,val/acc\n0,0,2.3,0.001,\n0,1,2.1,0.001,\n0,1,,,0.4\n",
+        "empty": "",
+        "header": "epoch,step,train/loss\n",
+        "no-step": "a,b\n1,2\n",
+        "nan": "epoch,step,train/loss\n0,0,nan\n0,1,inf\n",
+        "binary": "\x00\xff\xfe",
+    }
+    for name, text in logs.items():
+        (root / name / "version_0").mkdir(parents=True)
+        (root / name / "version_0" / "metrics.csv").write_text(text, encoding="latin-1")
+    (root / "none").mkdir()
+    (root / "file.txt").write_text("hello")
+    return {**{name: root / name for name in [*logs, "none", "file.txt"]}, "root": root}
+
+
+@st.composite
+def plot_argv(draw) -> tuple[str, list[str]]:
+    runs = _runs()
+    argv = ["plot", str(runs["run"])]
+    what = draw(st.sampled_from(["RUN_DIR", "--out", "--title", "--bogus"]))
+    if what == "RUN_DIR":
+        argv[1] = str(runs[draw(st.sampled_from(["empty", "header", "no-step", "nan", "binary", "none", "file.txt"]))])
+        argv[1] = draw(st.sampled_from([argv[1], argv[1] + "/version_0", str(runs["root"] / "missing"), ""]))
+    elif what == "--out":
+        argv += ["--out", draw(st.sampled_from(["x.jpg", "", str(runs["root"]), str(runs["file.txt"]) + "/c.png"]))]
+    elif what == "--title":
+        argv += ["--title", draw(st.sampled_from(["", "é" * 300, "$\\frac{", "\0"]))]
+    else:
+        argv += ["--bogus", draw(st.sampled_from(VALUES))]
+    return what, argv
+
+
 OPTIONS = (
     "--trainer.max_steps",
     "--trainer.max_epochs",
@@ -191,6 +228,7 @@ CLI_ENTRY_POINTS = [
     EntryPoint(
         "cli convert", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(convert_argv()))}
     ),
+    EntryPoint("cli plot", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(plot_argv()))}),
     EntryPoint(
         "cli fit/validate/test/predict",
         run_cli,

@@ -90,6 +90,13 @@ def _generic(inputs, input_mask, query_index, query_mask, chunk_size):
     return model("generic")(inputs, input_mask, query_index, query_mask, chunk_size)
 
 
+def _resize_latents(n, images):
+    import copy
+
+    resized = copy.deepcopy(model("image")).resize_latents(n)  # a copy: the cached model keeps its size
+    return resized(images).logits
+
+
 def _tokenize(texts, padding, truncation, max_length, return_tensors):
     from perceiverio import ByteTokenizer
 
@@ -234,6 +241,14 @@ ENTRY_POINTS = [
                 bad=(torch.ones(2, 3), torch.ones(2, 5, dtype=torch.bool)[:, :4], torch.ones(3)),
             ),
             "chunk_size": CHUNK,
+        },
+    ),
+    EntryPoint(
+        "PerceiverIO.resize_latents",
+        _resize_latents,
+        {
+            "n": Arg(_const(24), kind="int", names=("n",), bad=("8", 2.5, None, 0, -4, 2**31, True)),
+            "images": Arg(_float(B, 3, 32, 32), names=("images",)),
         },
     ),
     EntryPoint(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fuzz.attention import ATTENTION_ENTRY_POINTS  # noqa: E402
 from fuzz.cases import cases, outcome  # noqa: E402
 from fuzz.cli import CLI_ENTRY_POINTS  # noqa: E402
 from fuzz.data_modules import DATA_ENTRY_POINTS  # noqa: E402
@@ -71,6 +72,7 @@ def main() -> None:
         *VISION_DATA_ENTRY_POINTS,
         *PREDICT_ENTRY_POINTS,
         *CLI_ENTRY_POINTS,
+        *ATTENTION_ENTRY_POINTS,
     ]:
         if args.only and args.only not in entry.name:
             continue

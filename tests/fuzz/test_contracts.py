@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from fuzz.attention import ATTENTION_ENTRY_POINTS
 from fuzz.cases import cases, outcome
 from fuzz.cli import CLI_ENTRY_POINTS
 from fuzz.data_modules import DATA_ENTRY_POINTS
@@ -48,6 +49,7 @@ ALL = [
     *VISION_DATA_ENTRY_POINTS,
     *PREDICT_ENTRY_POINTS,
     *CLI_ENTRY_POINTS,
+    *ATTENTION_ENTRY_POINTS,
 ]
 
 

@@ -75,3 +75,28 @@ def test_copy_matching_reports_and_unrelated_models_are_refused(tmp_path):
     module = SequenceClassificationTask(SEQ, init_from=str(tmp_path / "image"))
     with pytest.raises(ValueError, match="init_from=.*no weight"):
         _fit_start_weights(module)
+
+
+@pytest.mark.parametrize("size", [4, 16])
+def test_init_from_another_num_latents_resizes_the_latents(tmp_path, size):
+    from dataclasses import replace
+
+    from perceiverio.core.latents import resize_latent_array
+    from perceiverio.training.warm_start import warm_start
+
+    torch.manual_seed(0)
+    mlm = MaskedLanguageModel(MLM)  # 8 latents
+    mlm.save_pretrained(tmp_path / "mlm")
+    config = replace(SEQ, encoder=replace(ENCODER, num_latents=size))
+    module = SequenceClassificationTask(config, init_from=str(tmp_path / "mlm"))
+    start = _fit_start_weights(module)
+    source = mlm.state_dict()
+    assert torch.equal(start["encoder.latents"], resize_latent_array(source["encoder.latents"], size))
+    shared = [k for k in start if k.startswith(("input_adapter.", "encoder.")) and k != "encoder.latents"]
+    assert shared and all(torch.equal(start[k], source[k]) for k in shared)
+    report = warm_start(SequenceClassificationTask(config).model, tmp_path / "mlm")
+    assert "encoder.latents" in report.copied and "encoder.latents" not in report.shape_mismatch
+    how = "interpolated" if size > 8 else "neighbours averaged"
+    assert report.latents_resized == (8, size) and f"latents resized from 8 to {size} ({how})" in report.summary()
+    same = warm_start(SequenceClassificationTask(SEQ).model, tmp_path / "mlm")
+    assert same.latents_resized is None and "resized" not in same.summary()

@@ -1,4 +1,4 @@
-"""The ``perceiverio`` command line.
+"""The ``perceiverio`` command line (``perceiverio --help`` lists every command of ``COMMANDS``; ``--version``).
 
     perceiverio fit [--config CONFIG.yaml] [--trainer.max_steps N] [--data.path P] ...   (LightningCLI)
     perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
@@ -8,6 +8,8 @@
     perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
+    perceiverio plot RUN_DIR [--out FILE.png]
+    perceiverio attention MODEL_DIR INPUT [INPUT2] [--out DIR] [--latents 0,5,...] [--head H] [--query-pixel Y,X]
 
 ``fit``/``validate``/``test`` without ``--config`` run the main job: byte-level masked language modelling on the
 standard library's own reference text (``configs/mlm.yaml``). Configs follow LightningCLI/jsonargparse conventions
@@ -25,19 +27,29 @@ from __future__ import annotations
 
 import sys
 
-from . import convert, fill, lightning
+from . import attention, convert, fill, lightning, plot
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
+from .usage import command_list, version
 
 __all__ = ["COMMANDS", "fill_mask", "main"]
 
-COMMANDS = {"convert": convert.run, "fill-mask": fill.run, **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run)}
+COMMANDS = {
+    "attention": attention.run,
+    "convert": convert.run,
+    "fill-mask": fill.run,
+    "plot": plot.run,
+    **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        print(f"{command_list(COMMANDS)}\n\n{__doc__.strip()}")  # the list follows COMMANDS
+        return
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return
     command = COMMANDS.get(argv[0])
     if command is None:

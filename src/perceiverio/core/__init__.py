@@ -6,7 +6,7 @@ from .checks import set_value_checks
 from .config import DecoderConfig, EncoderConfig, PerceiverConfig
 from .decoder import PerceiverDecoder
 from .encoder import PerceiverEncoder
-from .perceiver import PerceiverIO, PerceiverIOConfig, build_decoder, build_encoder
+from .perceiver import AttentionMaps, PerceiverIO, PerceiverIOConfig, build_decoder, build_encoder
 from .position import (
     FourierPositionEncoding,
     TrainablePositionEncoding,
@@ -18,6 +18,7 @@ from .queries import InputQueries, LearnedQueries
 
 __all__ = [
     "MLP",
+    "AttentionMaps",
     "CrossAttentionBlock",
     "DecoderConfig",
     "EncoderConfig",

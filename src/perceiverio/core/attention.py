@@ -8,6 +8,11 @@ One fused path, ``F.scaled_dot_product_attention``, on every device; on CPU, :fu
 :mod:`perceiverio.core.cpu_attention` where that is faster (inference in bfloat16/float16, q/k and v head widths that
 differ). Masks are built without reading tensor values, so no forward synchronises with the device or breaks a
 ``torch.compile`` graph.
+
+Attention maps: ``MultiHeadAttention.forward(..., return_attention=True)`` (or :meth:`MultiHeadAttention.probabilities`)
+also returns the probabilities ``[B, h, O, M]``, computed explicitly (:func:`attention_probabilities`) from the same
+Q and K, while the output still comes from the fused path: it is bitwise the output without maps. Nothing of this
+runs unless asked.
 """
 
 from __future__ import annotations
@@ -32,6 +37,38 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.T
     if q.device.type == "cpu" and cpu_attention.beats_sdpa(q, k, v):
         return cpu_attention.attend(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
+def check_flag(value: object, name: str = "return_attention") -> bool:
+    """``value`` if it is a bool, else ValueError naming ``name`` (0/1 or "yes" are not accepted)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def attention_probabilities(
+    q: torch.Tensor,  # [B, h, O, d]
+    k: torch.Tensor,  # [B, h, M, d]
+    attn_mask: torch.Tensor | None = None,  # bool [B, 1, 1, M] (True = attend) or additive float bias
+    wipe: torch.Tensor | None = None,  # [B, O] or [B, 1] bool: rows whose output is zeroed
+) -> torch.Tensor:  # [B, h, O, M] float32
+    """softmax(Q Kᵀ / sqrt(d)) in float32, with the masks that :class:`MultiHeadAttention` gives the fused kernel.
+
+    A masked key (bool mask False) gets probability exactly 0; with an additive bias (transformers masking,
+    ``finfo.min``) the probability is what the softmax makes of it (0 next to any unmasked key, uniform over all keys
+    in a fully masked row). Rows in ``wipe`` (official masking: examples without any real key, masked queries) are
+    all zeros, as the attention output of those rows is zeroed. Every other row sums to 1.
+    """
+    scores = torch.matmul(q.float() * q.shape[-1] ** -0.5, k.float().transpose(-1, -2))  # [B, h, O, M]
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask.float()
+    probs = scores.softmax(dim=-1)
+    if wipe is not None:
+        probs = probs.masked_fill(wipe[:, None, :, None], 0.0)  # [B, 1, O or 1, 1]
+    return probs
 
 
 class MultiHeadAttention(nn.Module):
@@ -72,12 +109,32 @@ class MultiHeadAttention(nn.Module):
         x_kv: torch.Tensor,  # [B, M, Ckv]
         key_mask: torch.Tensor | None = None,  # [B, M] bool, True = real element
         query_mask: torch.Tensor | None = None,  # [B, O] bool, True = real query
-    ) -> torch.Tensor:  # [B, O, out]
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # [B, O, out] (, [B, h, O, M] float32)
+        """The attention output; with ``return_attention=True`` also its probabilities (see
+        :func:`attention_probabilities`), the output itself unchanged (same fused computation)."""
         q = self._split_heads(self.q_proj(x_q))  # [B, h, O, d]
         k = self._split_heads(self.k_proj(x_kv))  # [B, h, M, d]
         v = self._split_heads(self.v_proj(x_kv))  # [B, h, M, e]
         attn_mask, wipe = self._masks(key_mask, query_mask, q.dtype)
-        return self._merge_and_project(attend(q, k, v, attn_mask), wipe)
+        out = self._merge_and_project(attend(q, k, v, attn_mask), wipe)
+        if return_attention:
+            return out, attention_probabilities(q, k, attn_mask, wipe)
+        return out
+
+    def probabilities(
+        self,
+        x_q: torch.Tensor,  # [B, O, Cq]
+        x_kv: torch.Tensor,  # [B, M, Ckv]
+        key_mask: torch.Tensor | None = None,  # [B, M]
+        query_mask: torch.Tensor | None = None,  # [B, O]
+    ) -> torch.Tensor:  # [B, h, O, M] float32
+        """The attention probabilities of ``forward(x_q, x_kv, key_mask, query_mask)`` alone (no values, no
+        output): what the chunked paths use, whose outputs are computed without ever holding them."""
+        q = self._split_heads(self.q_proj(x_q))  # [B, h, O, d]
+        k = self._split_heads(self.k_proj(x_kv))  # [B, h, M, d]
+        attn_mask, wipe = self._masks(key_mask, query_mask, q.dtype)
+        return attention_probabilities(q, k, attn_mask, wipe)
 
     def forward_kv_chunks(
         self,

@@ -92,8 +92,12 @@ class CrossAttentionBlock(nn.Module):
         x_kv: torch.Tensor,  # [B, M, Ckv]
         key_mask: torch.Tensor | None = None,  # [B, M]
         query_mask: torch.Tensor | None = None,  # [B, O]
-    ) -> torch.Tensor:  # [B, O, Cq]
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # [B, O, Cq] (, [B, h, O, M] float32)
+        """The block's output; ``return_attention=True`` also returns the cross-attention probabilities (the
+        output unchanged: on the chunked path they are computed beside it, over all M keys at once)."""
         chunk = self.kv_chunk_size
+        attention = None
         if (
             chunk
             and x_kv.shape[1] > chunk
@@ -102,10 +106,16 @@ class CrossAttentionBlock(nn.Module):
             and (self.dropout.p == 0 or not self.training)
         ):
             a = self.attention.forward_kv_chunks(self.q_norm(x_q), x_kv, self.kv_norm, chunk, key_mask, query_mask)
+            if return_attention:
+                attention = self.attention.probabilities(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask)
+        elif return_attention:
+            a, attention = self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask, True)
+            a = self.dropout(a)
         else:
             a = self.dropout(self.attention(self.q_norm(x_q), self.kv_norm(x_kv), key_mask, query_mask))
         x = x_q + a if self.use_query_residual else a
-        return x + self.mlp(self.mlp_norm(x))
+        x = x + self.mlp(self.mlp_norm(x))
+        return (x, attention) if return_attention else x
 
 
 class SelfAttentionBlock(nn.Module):

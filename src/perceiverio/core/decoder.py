@@ -61,10 +61,14 @@ class PerceiverDecoder(nn.Module):
         latents: torch.Tensor,  # [B, N, D]
         query_mask: torch.Tensor | None = None,  # [B, O] bool; ignored with masking="transformers"
         chunk_size: int | None = None,
-    ) -> torch.Tensor:  # [B, O, out]
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # [B, O, out] (, [B, h, O, N] float32)
+        """Outputs; ``return_attention=True`` also returns the probabilities of each query over the latents (rows
+        of masked queries all 0 in official masking). With ``chunk_size`` the maps are those of the chunks, joined
+        along O: exact, as queries are independent."""
         if self.masking == "transformers":
             query_mask = None
-        decode = checkpointed(self, self._decode)
+        decode = checkpointed(self, self._decode_attention if return_attention else self._decode)
         o = queries.shape[1]
         chunk_size = check_chunk_size(chunk_size)
         if chunk_size is None or chunk_size >= o:
@@ -73,8 +77,16 @@ class PerceiverDecoder(nn.Module):
         for start in range(0, o, chunk_size):
             sl = slice(start, start + chunk_size)
             chunks.append(decode(queries[:, sl], latents, None if query_mask is None else query_mask[:, sl]))
+        if return_attention:
+            return torch.cat([c[0] for c in chunks], dim=1), torch.cat([c[1] for c in chunks], dim=2)
         return torch.cat(chunks, dim=1)
 
     def _decode(self, q: torch.Tensor, z: torch.Tensor, query_mask: torch.Tensor | None) -> torch.Tensor:
         h = self.cross_attention(q, z, query_mask=query_mask)  # [B, O, E]
         return self.projection(h) if self.projection is not None else h
+
+    def _decode_attention(
+        self, q: torch.Tensor, z: torch.Tensor, query_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # [B, O, out], [B, h, O, N]
+        h, attention = self.cross_attention(q, z, query_mask=query_mask, return_attention=True)
+        return (self.projection(h) if self.projection is not None else h), attention

@@ -63,10 +63,19 @@ class PerceiverEncoder(nn.Module):
         init_official_(self)
         trunc_normal_(self.latents, 0.02)
 
-    def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, input_mask: torch.Tensor | None = None, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # [B, N, D] (, [B, h, N, M] float32)
+        """Latents; ``return_attention=True`` also returns the cross-attention probabilities of the latents over
+        the inputs (each row sums to 1 over M; see :func:`perceiverio.core.attention.attention_probabilities`)."""
         z = self.latents.expand(x.shape[0], -1, -1)  # [B, N, D]
-        z = checkpointed(self, self.cross_attention)(z, x, key_mask=input_mask)  # [B, N, D]
+        read = checkpointed(self, self.cross_attention)
+        attention = None
+        if return_attention:
+            z, attention = read(z, x, key_mask=input_mask, return_attention=True)  # [B, N, D], [B, h, N, M]
+        else:
+            z = read(z, x, key_mask=input_mask)  # [B, N, D]
         for _ in range(self.config.num_blocks):
             for layer in self.self_attention:  # same weights on every pass
                 z = checkpointed(self, layer)(z)
-        return z
+        return (z, attention) if return_attention else z

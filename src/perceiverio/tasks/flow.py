@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..adapters.flow import FlowInputAdapter, FlowOutputAdapter, num_correlation_channels
 from ..adapters.image import ImageAdapterConfig
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
-from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
+from ..core.perceiver import AttentionMaps, PerceiverIO, build_decoder, build_encoder
 from ..core.position import num_fourier_channels
 from ..core.queries import InputQueries
 
@@ -284,12 +284,22 @@ class OpticalFlow(PerceiverIO):
 
     check_frames = staticmethod(FlowInputAdapter.check_frames)
 
-    def forward(self, frames: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Flow ``[B, 2, H, W]`` in pixels; ``chunk_size`` overrides ``config.decoder_chunk_size``."""
+    def forward(
+        self, frames: torch.Tensor, chunk_size: int | None = None, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, AttentionMaps]:
+        """Flow ``[B, 2, H, W]`` in pixels; ``chunk_size`` overrides ``config.decoder_chunk_size``.
+
+        ``return_attention=True`` returns ``(flow, AttentionMaps)`` (the flow unchanged): ``encoder [B, h, N, H·W]``
+        (latents over the input tokens, one per pixel, row-major) and ``decoder [B, h, H·W, N]`` (each pixel's
+        query over the latents)."""
         b, _, _, h, w = self.check_frames(frames).shape
         chunk = self.config.decoder_chunk_size if chunk_size is None else chunk_size
-        flow = super().forward(frames.to(self.encoder.latents.dtype), chunk_size=chunk)  # [B, H·W, 2]
-        return flow.transpose(1, 2).reshape(b, 2, h, w)
+        out = super().forward(
+            frames.to(self.encoder.latents.dtype), chunk_size=chunk, return_attention=return_attention
+        )
+        flow, maps = out if return_attention else (out, None)  # [B, H·W, 2]
+        flow = flow.transpose(1, 2).reshape(b, 2, h, w)
+        return (flow, maps) if return_attention else flow
 
     @torch.no_grad()
     def predict(

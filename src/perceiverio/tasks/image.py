@@ -219,10 +219,19 @@ class ImageClassifier(PerceiverIO):
         """Images ``[B, C, H, W]`` -> latents ``[B, N, D]``."""
         return self.encoder(self.input_adapter(self.check_images(images)))
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> ClassifierOutput:
-        logits = super().forward(self.check_images(images))  # [B, K]
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, return_attention: bool = False
+    ) -> ClassifierOutput:
+        """``return_attention=True`` also fills ``encoder_attention [B, h, N, M]`` (latents over the M tokens of
+        ``input_adapter.token_grid``, row-major) and ``decoder_attention [B, h, 1, N]``; logits unchanged."""
+        out = super().forward(self.check_images(images), return_attention=return_attention)
+        logits, maps = out if return_attention else (out, None)  # [B, K]
         loss = None if labels is None else self.loss(logits, labels)
-        return ClassifierOutput(logits=logits, loss=loss)
+        if maps is None:
+            return ClassifierOutput(logits=logits, loss=loss)
+        return ClassifierOutput(
+            logits=logits, loss=loss, encoder_attention=maps.encoder, decoder_attention=maps.decoder
+        )
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over labelled examples (0 when none is), with ``config.label_smoothing``."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..adapters.classification import ClassificationOutputAdapter, MultitaskOutputAdapter
 from ..adapters.text import TextInputAdapter, TiedTokenOutputAdapter
+from ..core.attention import check_flag
 from ..core.checks import check_class_ids, check_indices, check_mask, check_range
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig, check_positive
 from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
@@ -197,7 +198,11 @@ class MaskedLanguageModel(PerceiverIO):
         positions: torch.Tensor | None = None,
         decode_labeled_only: bool = False,
         chunk_size: int | None = None,
+        return_attention: bool = False,
     ) -> MaskedLMOutput:
+        """``return_attention=True`` also fills ``encoder_attention [B, h, N, L]`` and ``decoder_attention
+        [B, h, O, N]`` (O = L, or K decoded positions); logits and loss unchanged."""
+        return_attention = check_flag(return_attention)
         x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
         b, length = x.shape[:2]
         mask = check_mask(attention_mask, (b, length), "attention_mask", like="input_ids")  # [B, L]
@@ -210,7 +215,7 @@ class MaskedLanguageModel(PerceiverIO):
             positions, valid = labeled_positions(labels)  # [B, K]
         elif positions is not None:
             positions = _check_positions(positions, b, length)
-        z = self.encoder(x, mask)  # [B, N, D]
+        z, encoder_attention = self.encoder(x, mask, True) if return_attention else (self.encoder(x, mask), None)
         if positions is None:  # every position: O = L
             q = self.output_queries(x)[:, :length]  # [B, L, E]
             query_mask, targets = mask, labels
@@ -220,9 +225,18 @@ class MaskedLanguageModel(PerceiverIO):
             targets = None if labels is None else labels.gather(1, positions)
             if targets is not None and valid is not None:
                 targets = targets.masked_fill(~valid, IGNORE_INDEX)
-        logits = self.decode(z, q, query_mask, chunk_size)  # [B, O, V]
+        if return_attention:
+            logits, decoder_attention = self.decode(z, q, query_mask, chunk_size, return_attention=True)
+        else:
+            logits, decoder_attention = self.decode(z, q, query_mask, chunk_size), None  # [B, O, V]
         loss = None if targets is None else _token_loss(logits, targets)
-        return MaskedLMOutput(logits=logits, loss=loss, positions=positions)
+        return MaskedLMOutput(
+            logits=logits,
+            loss=loss,
+            positions=positions,
+            encoder_attention=encoder_attention,
+            decoder_attention=decoder_attention,
+        )
 
 
 def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -277,6 +291,18 @@ def _check_positions(positions: object, batch: int, length: int) -> torch.Tensor
     return positions.long()
 
 
+def _encode_decode(
+    model: PerceiverIO, x: torch.Tensor, mask: torch.Tensor | None, return_attention: object
+) -> tuple[object, dict[str, torch.Tensor]]:
+    """The classifiers' encoder + learned queries + decoder: (output, ``{encoder_attention, decoder_attention}``
+    when ``return_attention`` is True, else ``{}``)."""
+    if not check_flag(return_attention):
+        return model.decode(model.encoder(x, mask), model.output_queries(x)), {}
+    z, encoder_attention = model.encoder(x, mask, True)  # [B, N, D], [B, h, N, L]
+    out, decoder_attention = model.decode(z, model.output_queries(x), return_attention=True)
+    return out, {"encoder_attention": encoder_attention, "decoder_attention": decoder_attention}
+
+
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean loss over labelled examples (label != -100), 0 when none is: cross-entropy for classes, MSE for a
     regression (``num_classes == 1``, every label counts). Never reads tensor values (no host sync)."""
@@ -304,17 +330,23 @@ class SequenceClassifier(PerceiverIO):
         )
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> ClassifierOutput:
+        """``return_attention=True`` also fills ``encoder_attention [B, h, N, L]`` and ``decoder_attention
+        [B, h, 1, N]``; logits unchanged."""
         x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
         mask = check_mask(attention_mask, tuple(x.shape[:2]), "attention_mask", like="input_ids")  # [B, L]
         if labels is not None and self.config.num_classes > 1:
             labels = check_class_ids(labels, x.shape[0])
         elif labels is not None:
             labels = _check_targets(labels, x.shape[0])
-        logits = self.decode(self.encoder(x, mask), self.output_queries(x))  # [B, K]
+        logits, maps = _encode_decode(self, x, mask, return_attention)  # [B, K]
         loss = None if labels is None else classification_loss(logits, labels, self.config.num_classes)
-        return ClassifierOutput(logits=logits, loss=loss)
+        return ClassifierOutput(logits=logits, loss=loss, **maps)
 
 
 class MultitaskClassifier(PerceiverIO):
@@ -345,11 +377,14 @@ class MultitaskClassifier(PerceiverIO):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: Mapping[str, torch.Tensor] | None = None,
+        return_attention: bool = False,
     ) -> ClassifierOutput:
+        """``return_attention=True`` also fills ``encoder_attention [B, h, N, L]`` and ``decoder_attention
+        [B, h, T, N]`` (one row per task, in ``task_names`` order); logits and losses unchanged."""
         x = self.input_adapter(input_ids)  # [B, L, C] (validates the ids)
         mask = check_mask(attention_mask, tuple(x.shape[:2]), "attention_mask", like="input_ids")  # [B, L]
         labels = self._check_labels(labels, x.shape[0])
-        logits = self.decode(self.encoder(x, mask), self.output_queries(x))  # {task: [B, K_task]}
+        logits, maps = _encode_decode(self, x, mask, return_attention)  # {task: [B, K_task]}
         task_losses: dict[str, torch.Tensor] = {}
         labelled: list[torch.Tensor] = []
         for name, y in labels.items():
@@ -365,7 +400,7 @@ class MultitaskClassifier(PerceiverIO):
         if task_losses:  # mean over the tasks with at least one label (computed without reading values)
             has = torch.stack(labelled).float()  # [T']
             loss = (torch.stack(list(task_losses.values())) * has).sum() / has.sum().clamp(min=1)
-        return ClassifierOutput(logits=logits, loss=loss, task_losses=task_losses)
+        return ClassifierOutput(logits=logits, loss=loss, task_losses=task_losses, **maps)
 
     def _check_labels(self, labels: object, batch: int) -> dict[str, torch.Tensor]:
         if labels is None:

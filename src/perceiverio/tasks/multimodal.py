@@ -31,10 +31,11 @@ from ..adapters.multimodal import (
     ProjectionOutputAdapter,
     check_modality_names,
 )
+from ..core.attention import check_flag
 from ..core.checks import check_chunk_size, check_range
 from ..core.config import DecoderConfig, EncoderConfig, PerceiverConfig
 from ..core.init import init_official_
-from ..core.perceiver import PerceiverIO, build_decoder, build_encoder
+from ..core.perceiver import AttentionMaps, PerceiverIO, build_decoder, build_encoder
 from ..core.position import num_fourier_channels
 from ..core.queries import LearnedQueries
 from .outputs import MultimodalLoss
@@ -256,15 +257,18 @@ class MultimodalAutoencoder(PerceiverIO):
         inputs: Mapping[str, torch.Tensor],
         apply_mask: bool | None = None,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``{name: raw input}`` -> latents ``[B, N, D]``. ``apply_mask`` overrides the train/eval rule of
-        masking; ``generator`` seeds the Bernoulli draws."""
+        masking; ``generator`` seeds the Bernoulli draws. ``return_attention=True``: ``(latents, encoder attention
+        [B, h, N, M])`` over the M tokens of every modality, in the adapter's order."""
+        check_flag(return_attention)
         self.input_adapter.check_inputs(inputs)
         for name, cfg in self.config.modalities:
             if isinstance(cfg, ImageAdapterConfig):
                 self._check_image(name, inputs[name])
         x, _ = self.input_adapter(inputs, apply_mask=apply_mask, generator=generator)  # [B, M, C]
-        return self.encoder(x)
+        return self.encoder(x, return_attention=return_attention)
 
     def decode(
         self, latents: torch.Tensor, subsampled_points: Points | None = None, chunk_size: int | None = None
@@ -274,9 +278,16 @@ class MultimodalAutoencoder(PerceiverIO):
         return self._decode(latents, points, chunk_size)
 
     def _decode(
-        self, latents: torch.Tensor, points: dict[str, torch.Tensor | None], chunk_size: int | None = None
-    ) -> dict[str, torch.Tensor]:
+        self,
+        latents: torch.Tensor,
+        points: dict[str, torch.Tensor | None],
+        chunk_size: int | None = None,
+        return_attention: bool = False,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
         q = self.output_queries(latents, points)  # [B, O, E]: every modality's points, sorted by name
+        if return_attention:  # [B, O, F], [B, h, O, N]
+            h, attention = self.decoder(q, latents, chunk_size=chunk_size, return_attention=True)
+            return self.output_adapter(h, self.output_queries.sizes(points)), attention
         h = self.decoder(q, latents, chunk_size=chunk_size)  # [B, O, F]
         return self.output_adapter(h, self.output_queries.sizes(points))
 
@@ -288,11 +299,21 @@ class MultimodalAutoencoder(PerceiverIO):
         apply_mask: bool | None = None,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
-    ) -> dict[str, torch.Tensor]:
+        return_attention: bool = False,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], AttentionMaps]:
         """Encode every modality and decode the points in ``subsampled_points``: ``{name: [n] or [B, n] flat
         indices}``. A modality that is absent (or ``None``) is decoded at every point (the label, typically); an
-        empty index tensor leaves it out. Output sizes follow the points, not the inputs."""
-        return self.decode(self.encode(inputs, apply_mask, generator), subsampled_points, chunk_size)
+        empty index tensor leaves it out. Output sizes follow the points, not the inputs.
+
+        ``return_attention=True`` returns ``(outputs, AttentionMaps)`` (outputs unchanged): ``encoder [B, h, N, M]``
+        over every modality's tokens, ``decoder [B, h, O, N]`` over the decoded points (modalities sorted by name,
+        padding queries included)."""
+        if not check_flag(return_attention):
+            return self.decode(self.encode(inputs, apply_mask, generator), subsampled_points, chunk_size)
+        z, encoder_attention = self.encode(inputs, apply_mask, generator, return_attention=True)
+        points = self._check_points(subsampled_points, z.shape[0], z.device)
+        out, decoder_attention = self._decode(z, points, chunk_size, return_attention=True)
+        return out, AttentionMaps(encoder=encoder_attention, decoder=decoder_attention)
 
     @torch.no_grad()
     def reconstruct(

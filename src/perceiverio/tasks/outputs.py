@@ -1,4 +1,9 @@
-"""What the task models return, and the label value that means "not labelled"."""
+"""What the task models return, and the label value that means "not labelled".
+
+``encoder_attention`` ``[B, h, N, M]`` and ``decoder_attention`` ``[B, h, O, N]`` are the cross-attention
+probabilities (float32, see :class:`perceiverio.core.AttentionMaps`), set only by ``forward(...,
+return_attention=True)``; otherwise None and never computed.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ class MaskedLMOutput:
     logits: torch.Tensor  # [B, L, V], or [B, K, V] at ``positions``
     loss: torch.Tensor | None = None
     positions: torch.Tensor | None = None  # [B, K] decoded positions when a subset was decoded
+    encoder_attention: torch.Tensor | None = None  # [B, h, N, L]
+    decoder_attention: torch.Tensor | None = None  # [B, h, L or K, N]
 
 
 @dataclass
@@ -37,6 +44,8 @@ class ClassifierOutput:
     logits: torch.Tensor | dict[str, torch.Tensor]  # [B, K] (per task for the multitask model)
     loss: torch.Tensor | None = None
     task_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    encoder_attention: torch.Tensor | None = None  # [B, h, N, M]
+    decoder_attention: torch.Tensor | None = None  # [B, h, 1 (or T tasks), N]
 
 
 @dataclass
@@ -48,6 +57,8 @@ class MultimodalLoss:
 @dataclass
 class SetOutput:
     embeddings: torch.Tensor  # [B, M, F]: one output per input element
+    encoder_attention: torch.Tensor | None = None  # [B, h, N, M]
+    decoder_attention: torch.Tensor | None = None  # [B, h, M, N]
 
 
 # pytree nodes, so that torch.export / torch.compile see through the outputs to their tensors

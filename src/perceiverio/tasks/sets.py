@@ -76,11 +76,26 @@ class SetModel(PerceiverIO):
         )
 
     def forward(
-        self, entities: torch.Tensor, mask: torch.Tensor | None = None, chunk_size: int | None = None
+        self,
+        entities: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        return_attention: bool = False,
     ) -> SetOutput:
+        """``return_attention=True`` also fills ``encoder_attention [B, h, N, M]`` and ``decoder_attention
+        [B, h, M, N]``; embeddings unchanged."""
         x = check_features(entities, self.config.num_entity_channels, "entities")  # [B, M, C]
         mask = check_mask(mask, tuple(x.shape[:2]), "mask", like="entities")
-        out = super().forward(x.to(self.encoder.latents.dtype), mask, query_mask=mask, chunk_size=chunk_size)
+        out = super().forward(
+            x.to(self.encoder.latents.dtype),
+            mask,
+            query_mask=mask,
+            chunk_size=chunk_size,
+            return_attention=return_attention,
+        )
+        out, maps = out if return_attention else (out, None)
         if mask is not None:
             out = out.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, M, out]
-        return SetOutput(embeddings=out)
+        if maps is None:
+            return SetOutput(embeddings=out)
+        return SetOutput(embeddings=out, encoder_attention=maps.encoder, decoder_attention=maps.decoder)

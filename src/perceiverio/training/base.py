@@ -208,8 +208,9 @@ class PerceiverTask(L.LightningModule):
             data-dependent shapes (recompiles).
         init_from: start ``fit`` from the weights of another trained model (an exported folder or a Hub id):
             every tensor whose name and shape match is copied (:func:`~perceiverio.training.warm_start.warm_start`),
-            e.g. an MLM's input adapter and encoder into a sequence classifier. Not applied when resuming from a
-            checkpoint (``--ckpt_path``), whose weights win.
+            e.g. an MLM's input adapter and encoder into a sequence classifier. A source with another
+            ``encoder.num_latents`` has its latents resized to this model's (:meth:`PerceiverIO.resize_latents`).
+            Not applied when resuming from a checkpoint (``--ckpt_path``), whose weights win.
 
     A subclass sets ``config_class`` (its model's config dataclass) and ``default_config`` (a callable returning the
     default config, e.g. ``MaskedLanguageModelConfig.tiny``). Its ``__init__`` declares only its own options,

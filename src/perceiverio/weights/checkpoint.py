@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..core.latents import check_num_latents
 from ..core.perceiver import PerceiverIO
 from ..tasks import (
     ImageClassifier,
@@ -229,12 +230,17 @@ def load_pretrained(
     map_location: str | torch.device = "cpu",
     revision: str | None = None,
     token: str | bool | None = None,
+    num_latents: int | None = None,
 ) -> nn.Module:
     """Rebuild the model saved by :func:`save_pretrained` (eval mode), from a folder or a Hub repository id.
 
     ``expected``: a class the model must be. The model is built on the meta device and takes the file's tensors
-    as they are loaded onto ``map_location`` (no initialisation, no second copy).
+    as they are loaded onto ``map_location`` (no initialisation, no second copy). ``num_latents``: give the encoder
+    that many latents, resized from the stored ones after loading them at their stored size (so every check of
+    the file still runs; see :meth:`PerceiverIO.resize_latents`).
     """
+    if num_latents is not None:
+        check_num_latents(num_latents, "num_latents")
     if hub.is_repo_id(name_or_path):
         directory = hub.download_checkpoint(
             str(name_or_path),
@@ -268,7 +274,10 @@ def load_pretrained(
         state = load_file(weights_file, device=str(map_location))
     except Exception as e:  # safetensors' own error types: a corrupt file
         raise ValueError(f"{weights_file} is not a valid safetensors file: {first_line(e)}") from None
-    return assign_weights(model, state).eval()
+    model = assign_weights(model, state).eval()
+    if num_latents is not None and num_latents != model.encoder.config.num_latents:
+        model.resize_latents(num_latents)
+    return model
 
 
 def first_line(error: BaseException) -> str:

@@ -155,11 +155,16 @@ def from_pretrained(
     *,
     revision: str | None = None,
     token: str | bool | None = None,
+    num_latents: int | None = None,
 ) -> nn.Module:
     """Load a model written by ``save_pretrained`` (eval mode): a local folder or a Hugging Face Hub repository id
     (``"org/name"``, fetched into the Hub cache; ``revision``: branch, tag or commit). The stored model must be
-    this class or a subclass of it. Built without initialisation, directly on ``map_location``."""
-    return load_pretrained(name_or_path, expected=cls, map_location=map_location, revision=revision, token=token)
+    this class or a subclass of it. Built without initialisation, directly on ``map_location``.
+    ``num_latents``: resize the latent array to that many latents after loading (:meth:`resize_latents`),
+    to fine-tune another size of the latent space."""
+    return load_pretrained(
+        name_or_path, expected=cls, map_location=map_location, revision=revision, token=token, num_latents=num_latents
+    )
 
 
 class ConverterMethod:

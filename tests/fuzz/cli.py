@@ -26,6 +26,7 @@ def _folders() -> dict[str, Path]:
     (root / "file.txt").write_text("hello")
     (root / "train.txt").write_text("The perceiver reads bytes and writes any output through queries. " * 300)
     (root / "held_out.txt").write_text("Held-out prose for the test command, never used in training. " * 20)
+    (root / "to_fill.txt").write_text("The perceiver re_ds bytes.\nIt writes _ny output.\n")
     return {
         "mlm": root / "mlm",
         "junk": root / "junk",
@@ -33,6 +34,7 @@ def _folders() -> dict[str, Path]:
         "file": root / "file.txt",
         "held_out": root / "held_out.txt",
         "train": root / "train.txt",
+        "to_fill": root / "to_fill.txt",
         "root": root,
     }
 
@@ -171,13 +173,16 @@ OPTIONS = (
     "--config",
     "--model.init_args.encoder.num_latents",
     "--checkpoint.every_n_train_steps",
+    "--data.init_args.predict_path",
+    "--data.init_args.mask_char",
+    "--predictions.dirpath",
+    "--predictions.top_k",
 )
 
 
 @st.composite
 def lightning_argv(draw) -> tuple[str, list[str]]:
-    # predict: no task module has a predict step or data a predict loader yet, so every predict case fails alike
-    command = draw(st.sampled_from(["fit", "validate", "test"]))
+    command = draw(st.sampled_from(["fit", "validate", "test", "predict"]))
     option = draw(st.sampled_from(OPTIONS))
     value = draw(st.sampled_from([*VALUES, str(_folders()["junk"] / "config.json"), str(_folders()["missing"])]))
     root = str(_folders()["root"] / "runs")
@@ -194,6 +199,8 @@ def lightning_argv(draw) -> tuple[str, list[str]]:
         small += ["--data.init_args.path", str(_folders()["train"])]
     if command == "test":  # the embedded text has no test split: a held-out file, so the damaged option decides
         small += ["--data.init_args.test_path", str(_folders()["held_out"])]
+    if command == "predict" and option != "--data.init_args.predict_path":  # lines with bytes to fill
+        small += ["--data.init_args.predict_path", str(_folders()["to_fill"])]
     return option, [
         command,
         *small,
@@ -249,7 +256,7 @@ CLI_ENTRY_POINTS = [
     EntryPoint("cli plot", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(plot_argv()))}),
     EntryPoint("cli export", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(export_argv()))}),
     EntryPoint(
-        "cli fit/validate/test",
+        "cli fit/validate/test/predict",
         run_cli,
         {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(lightning_argv()))},
     ),

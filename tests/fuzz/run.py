@@ -22,6 +22,7 @@ from fuzz.cli import CLI_ENTRY_POINTS  # noqa: E402
 from fuzz.data_modules import DATA_ENTRY_POINTS  # noqa: E402
 from fuzz.entry_points import ENTRY_POINTS  # noqa: E402
 from fuzz.loaders import LOADER_ENTRY_POINTS  # noqa: E402
+from fuzz.predict import PREDICT_ENTRY_POINTS  # noqa: E402
 from fuzz.vision_data import VISION_DATA_ENTRY_POINTS  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
@@ -69,6 +70,7 @@ def main() -> None:
         *LOADER_ENTRY_POINTS,
         *DATA_ENTRY_POINTS,
         *VISION_DATA_ENTRY_POINTS,
+        *PREDICT_ENTRY_POINTS,
         *CLI_ENTRY_POINTS,
         *ATTENTION_ENTRY_POINTS,
     ]:

@@ -19,6 +19,7 @@ from fuzz.cli import CLI_ENTRY_POINTS
 from fuzz.data_modules import DATA_ENTRY_POINTS
 from fuzz.entry_points import ENTRY_POINTS
 from fuzz.loaders import LOADER_ENTRY_POINTS
+from fuzz.predict import PREDICT_ENTRY_POINTS
 from fuzz.vision_data import VISION_DATA_ENTRY_POINTS
 from hypothesis import HealthCheck, given, seed, settings
 
@@ -27,7 +28,7 @@ SEED = os.environ.get("PERCEIVERIO_FUZZ_SEED")
 
 
 # entry points whose cases are slow (a Lightning run of one step each): a tenth of the examples in make test
-SLOW = {"cli fit/validate/test": 10}
+SLOW = {"cli fit/validate/test/predict": 10}
 
 
 def _fuzzed(test, slow: int = 1):
@@ -46,6 +47,7 @@ ALL = [
     *LOADER_ENTRY_POINTS,
     *DATA_ENTRY_POINTS,
     *VISION_DATA_ENTRY_POINTS,
+    *PREDICT_ENTRY_POINTS,
     *CLI_ENTRY_POINTS,
     *ATTENTION_ENTRY_POINTS,
 ]

@@ -2,6 +2,9 @@
 
     perceiverio fit [--config CONFIG.yaml] [--trainer.max_steps N] [--data.path P] ...   (LightningCLI)
     perceiverio validate --config CONFIG.yaml --ckpt_path runs/.../last.ckpt
+    perceiverio test --config CONFIG.yaml --ckpt_path runs/.../last.ckpt [--data.test_path P]
+    perceiverio predict --config CONFIG.yaml --ckpt_path runs/.../last.ckpt --data.predict_path FILE_OR_FOLDER
+        [--predictions.dirpath DIR] [--predictions.top_k K]      (docs/inference.md)
     perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)

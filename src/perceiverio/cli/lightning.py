@@ -1,6 +1,6 @@
 """``perceiverio fit``/``validate``/``test``/``predict``: LightningCLI over the task modules and data modules, with
-our callbacks (checkpoint, export, progress, non-finite guard), the packaged main-job config as default, and every
-error of the user's making as one line."""
+our callbacks (checkpoint, export, progress, non-finite guard, prediction writer), the packaged main-job config as
+default, and every error of the user's making as one line."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def run(argv: list[str]) -> None:
     from ..training.base import PerceiverTask
     from ..training.callbacks import ExportCallback, NonFiniteError, NonFiniteGuard, ProgressLog
     from ..training.outputs import check_outputs
+    from ..training.predictions import PredictionWriter
     from ..training.trainer_options import check_trainer_options
 
     class PerceiverCLI(LightningCLI):
@@ -30,11 +31,16 @@ def run(argv: list[str]) -> None:
             parser.add_lightning_class_args(ExportCallback, "export")
             parser.add_lightning_class_args(ProgressLog, "progress")
             parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+            parser.add_lightning_class_args(PredictionWriter, "predictions")
 
         def before_instantiate_classes(self) -> None:
             command = self.config.get("subcommand")
             trainer = self.config[command].trainer if command else self.config.trainer
             check_trainer_options(trainer)
+            if command == "predict":
+                check_predict_input(self.config[command].get("data"))
+                if self.config[command].get("return_predictions") is None:  # written to files, not kept in memory
+                    self.config[command]["return_predictions"] = False
             root_loggers(trainer)
 
         def before_fit(self) -> None:
@@ -44,6 +50,9 @@ def run(argv: list[str]) -> None:
             check_outputs(self.trainer, fitting=False)
 
         def before_test(self) -> None:
+            check_outputs(self.trainer, fitting=False)
+
+        def before_predict(self) -> None:
             check_outputs(self.trainer, fitting=False)
 
         def instantiate_trainer(self, **kwargs):
@@ -83,7 +92,7 @@ def run(argv: list[str]) -> None:
                 model = {"class_path": self.config[command].model.class_path, "init_args": hparams}
                 self.config = self.parser.parse_object({command: {"model": model}}, self.config)
 
-    if argv[0] in ("fit", "validate", "test") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
+    if argv[0] in ("fit", "validate", "test", "predict") and not any(a.split("=")[0] in CONFIG_FLAGS for a in argv[1:]):
         argv = [argv[0], "--config", str(packaged_config("mlm")), *argv[1:]]
     from jsonargparse import ArgumentError
 
@@ -121,6 +130,18 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"perceiverio {argv[0]}: {first_line(e)}") from None
     finally:
         sys.argv = saved
+
+
+def check_predict_input(data_config) -> None:
+    """Before ``predict`` creates any folder: a ValueError when the data module takes a ``predict_path`` and none is
+    given (the data module itself says so too, later, for data modules built in Python)."""
+    init = data_config.get("init_args") if hasattr(data_config, "get") else None
+    if init is not None and "predict_path" in init and init.get("predict_path") is None:
+        name = str(data_config.get("class_path", "the data module")).rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{name} has no predict_path: give --data.predict_path with the files to predict on (a file or a "
+            "folder; see docs/inference.md)"
+        )
 
 
 def root_loggers(trainer_config) -> None:

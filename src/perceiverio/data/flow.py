@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..core.config import check_choice
+from .predict import Indexed, check_predict_path, missing_predict_path, predict_files, relative_name
 from .readers.flow import (
     LAYOUTS_LOOKED_FOR,
     SINTEL_PASSES,
@@ -30,10 +31,12 @@ from .readers.flow import (
     resize_flow,
     resize_frames,
 )
+from .readers.image import IMAGE_EXTENSIONS as FRAME_EXTENSIONS
 from .sampling import MAX_SAMPLES, ListDataset, SplitLoaders, check_count, check_image_size, check_positive, loader
 from .synthetic_flow import TEXTURES, SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
+FLOW_EXPECTED = "a folder of frame pairs (FlyingChairs/Sintel/KITTI, or frames in name order: each with the next)"
 
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
@@ -119,7 +122,10 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
     ``num_val`` pairs held out of ``path``, seeded; both at ``image_size``).
 
     Test (``trainer.test``, ``perceiverio test``): ``test_path``, a folder like ``val_path``, at the frames' own
-    size. Evaluation batches hold ``batch_size`` pairs when all of a folder's frames have one size, else one.
+    size. Predict (``perceiverio predict``): ``predict_path``, a folder in one of those layouts (their ground truth
+    is passed on to be drawn beside the prediction) or of frames in name order, each paired with the next (two
+    images: one pair), at their own size. Evaluation batches hold ``batch_size`` pairs when all of a folder's
+    frames have one size, else one.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         photometric: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size, minimum=2)
@@ -159,7 +166,11 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         for name, folder in (("path", path), ("val_path", val_path), ("test_path", test_path)):
             if folder is not None and not Path(folder).expanduser().is_dir():
                 raise ValueError(f"flow {name} {folder!r} is not a folder; expected a folder of {LAYOUTS_LOOKED_FOR}")
+        predict_path = check_predict_path(predict_path, FLOW_EXPECTED)
+        if predict_path is not None and not Path(predict_path).expanduser().is_dir():
+            raise ValueError(f"flow predict_path {predict_path!r} is not a folder; expected {FLOW_EXPECTED}")
         self.save_hyperparameters()
+        self.predict_path = predict_path
         self.path, self.image_size, self.num_train, self.num_val = path, image_size, num_train, num_val
         self.batch_size, self.max_displacement, self.val_source = batch_size, max_displacement, val_source
         self.val_path, self.test_path, self.sintel_pass = val_path, test_path, sintel_pass
@@ -240,3 +251,40 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
             )
         self.setup("test")
         return self._evaluation_loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The ``predict_path`` pairs in order, at their own size (:class:`PredictPairs`); a ValueError when it is
+        not set."""
+        if self.predict_path is None:
+            raise missing_predict_path("FlowDataModule", FLOW_EXPECTED)
+        pairs = PredictPairs(self.predict_path, self.sintel_pass)
+        same = len({frame_size(a) for a, _, _ in pairs.pairs}) <= 1
+        return loader(Indexed(pairs, pairs.names), self.batch_size if same else 1, self.num_workers)
+
+
+class PredictPairs(Dataset):
+    """Frame pairs to predict the flow of: the pairs of a FlyingChairs/Sintel/KITTI folder (items with their
+    ground truth ``flow``/``valid``), else the folder's frames in name order, each with the next (items
+    ``{"frames" [2, 3, H, W] in [-1, 1]}``). ``names``: the first frame's path relative to the folder."""
+
+    def __init__(self, folder: str, sintel_pass: str = "clean") -> None:
+        try:
+            self.pairs = [(a, b, f) for a, b, f in find_flow_pairs(folder, sintel_pass)]
+        except ValueError:  # no known layout: consecutive frames
+            frames = predict_files(folder, FRAME_EXTENSIONS, "frames (images)")
+            if len(frames) < 2:
+                raise ValueError(f"flow predict_path {folder!r} holds {len(frames)} frame; need two") from None
+            self.pairs = [(a, b, None) for a, b in zip(frames[:-1], frames[1:])]
+        self.names = [relative_name(a, folder) for a, _, _ in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        a, b, f = self.pairs[i]
+        img1, img2 = read_frame(a), read_frame(b)
+        if f is not None:
+            return make_pair(img1, img2, *read_flow(f), None, str(a))
+        if img1.shape != img2.shape:
+            raise ValueError(f"frames {str(a)!r} {img1.shape[:2]} and {str(b)!r} {img2.shape[:2]} differ in size")
+        return {"frames": _to_unit(np.stack([img1, img2])).contiguous()}

@@ -21,12 +21,21 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .labels import check_class_ids, model_classes
-from .readers.image import find_idx_files, list_image_folder, load_digits, read_idx_dataset, read_image
+from .predict import Indexed, check_predict_path, missing_predict_path, predict_files, relative_name
+from .readers.image import (
+    IMAGE_EXTENSIONS,
+    find_idx_files,
+    list_image_folder,
+    load_digits,
+    read_idx_dataset,
+    read_image,
+)
 from .sampling import BatchedDataset, SplitLoaders, check_count, check_fraction, check_image_size, check_labels, loader
 
 MAX_STAT_IMAGES = 4096  # images (a seeded subset of the training set) used for the normalisation statistics
 STAT_CHUNK = 1024  # images per step of the statistics pass
 VAL_DIRS = ("val", "validation", "valid")
+IMAGE_EXPECTED = "an image file or a folder of images"
 
 
 def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -133,7 +142,8 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
     else train pair is read, or a folder of class subfolders) overrides the source's test set. Images are resized
     to ``image_size`` = (H, W) and converted to ``channels`` (1 = grayscale, 3 = RGB). Classes: ``num_classes``
     and ``class_names`` (IDX: ids ``0..max``); a test label outside the classes raises a ValueError naming the
-    file and index.
+    file and index. ``predict_path`` (an image file or a folder of images, recursive): the images that
+    ``perceiverio predict`` classifies, read like the training images (size, channels, standardisation).
     """
 
     def __init__(
@@ -149,6 +159,7 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
         test_path: str | None = None,
         test_fraction: float = 0.0,
         val_from_train: bool = False,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size)
@@ -165,7 +176,9 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
                     f"image {name} {p!r} is not a folder; expected IDX files (train-images-idx3-ubyte"
                     "[.gz], ...) or one subfolder of images per class"
                 )
+        predict_path = check_predict_path(predict_path, IMAGE_EXPECTED)
         self.save_hyperparameters()
+        self.predict_path = predict_path
         self.path, self.image_size, self.channels = path, image_size, channels
         self.batch_size, self.val_fraction, self.normalize = batch_size, val_fraction, normalize
         self.num_workers, self.seed = num_workers, seed
@@ -328,3 +341,16 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
     def num_classes(self) -> int:
         self.setup()
         return len(self.class_names)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The images of ``predict_path`` in name order, prepared like the training images (the training set's
+        standardisation); a ValueError when it is not set."""
+        if self.predict_path is None:
+            raise missing_predict_path("ImageDataModule", IMAGE_EXPECTED)
+        files = predict_files(self.predict_path, IMAGE_EXTENSIONS, "an image file")
+        self.setup()
+        images = ImageFiles(files, [0] * len(files), self.image_size, self.channels)
+        if self.normalize:
+            images.mean, images.std = self.train_set.mean, self.train_set.std
+        names = [relative_name(f, self.predict_path) for f in files]
+        return loader(Indexed(images, names), self.batch_size, self.num_workers)

@@ -14,6 +14,15 @@ from ..core.config import check_choice
 from ..tasks.outputs import IGNORE_INDEX
 from ..tokenizer import NUM_SPECIAL, ByteTokenizer
 from .masking import MASKING_COLLATORS, WholeWordMaskingCollator
+from .predict import (
+    TEXT_EXPECTED,
+    PredictTexts,
+    check_mask_char,
+    check_predict_path,
+    collate_texts,
+    missing_predict_path,
+    text_lines,
+)
 from .readers.text import embedded_topics, load_hf_dataset, read_texts, text_files
 from .sampling import (
     DescribedDataset,
@@ -127,8 +136,9 @@ class TextDataModule(L.LightningDataModule):
     Training: each epoch draws ``len(train bytes) // seq_len`` windows (seeded per epoch) of at most ``seq_len``
     bytes, starting at a word start and ending before a word the window would cut; each word (or byte) is
     masked with ``mask_prob`` (seeded per window). Validation: consecutive windows covering the validation text
-    once, with masks fixed at setup (the same every epoch). Test (``perceiverio test``): the text of ``test_path`` (a
-    file or folder, like ``path``) tiled and masked the same way; without it ``test`` raises a ValueError.
+    once, with masks fixed at setup (the same every epoch). Test (``perceiverio test``): the text of ``test_path``
+    (a file or folder, like ``path``) tiled and masked the same way; without it ``test`` raises a ValueError.
+    Predict (``perceiverio predict``): the lines of ``predict_path``, where each ``mask_char`` is a byte to fill.
     Batches are padded to ``seq_len``:
     ``{"input_ids", "attention_mask", "labels"}`` ``[B, seq_len]`` long, labels -100 except at masked bytes.
     """
@@ -148,6 +158,8 @@ class TextDataModule(L.LightningDataModule):
         masking: str = "whole_word",
         add_embedded: bool = False,
         test_path: str | None = None,
+        predict_path: str | None = None,
+        mask_char: str = "_",
     ) -> None:
         super().__init__()
         check_source(path, dataset)
@@ -161,11 +173,14 @@ class TextDataModule(L.LightningDataModule):
             text_files(path)  # fails early on an empty folder
         if test_path is not None:
             text_files(test_path)
+        predict_path = check_predict_path(predict_path, TEXT_EXPECTED)
+        check_mask_char(mask_char)
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_config, self.text_column = path, dataset, dataset_config, text_column
         self.seq_len, self.batch_size, self.mask_prob = seq_len, batch_size, mask_prob
         self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
         self.masking, self.add_embedded, self.test_path = masking, bool(add_embedded), test_path
+        self.predict_path, self.mask_char = predict_path, mask_char
         self.collator = MASKING_COLLATORS[masking](ByteTokenizer(), mask_prob=mask_prob, max_length=seq_len)
         self.train_text: str | None = None
         self.val_text: str | None = None
@@ -262,6 +277,14 @@ class TextDataModule(L.LightningDataModule):
             self._test_items = self._fixed_items(_Windows(text, self.seq_len), 2)
         collate = FixedLengthCollate(self.seq_len)
         return loader(ListDataset(self._test_items), self.batch_size, self.num_workers, collate)
+
+    def predict_dataloader(self):
+        """``predict_path`` text, one example per non-empty line, cut to ``seq_len`` bytes; every ``mask_char`` is a
+        masked byte for the model to fill (:mod:`perceiverio.data.predict`). A ValueError when it is not set."""
+        if self.predict_path is None:
+            raise missing_predict_path("TextDataModule", TEXT_EXPECTED)
+        dataset = PredictTexts(text_lines(self.predict_path), self.seq_len, self.mask_char)
+        return loader(dataset, self.batch_size, self.num_workers, collate_texts)
 
     def unigram_baseline(self) -> tuple[int, float]:
         """``(id, accuracy)``: the most frequent masked byte id of the validation set and the masked-byte accuracy

@@ -15,6 +15,7 @@ import torch
 
 from ..tokenizer import ByteTokenizer
 from .labels import LabelEncoder, Labels, check_classes_option, model_classes
+from .predict import TEXT_EXPECTED, PredictTexts, check_predict_path, collate_texts, missing_predict_path, text_lines
 from .readers.text import check_columns, find_split_file, load_hf_dataset, read_table
 from .sampling import ListDataset, check_count, check_source, loader, pad_collate
 
@@ -39,7 +40,8 @@ class TextClassificationDataModule(L.LightningDataModule):
     ids as they are, other labels as strings in sorted order; :class:`~perceiverio.data.labels.LabelEncoder`): a
     label that is none of them raises a ValueError naming the file, the line and the value. Batches:
     ``input_ids``/``attention_mask`` ``[B, L]`` long, padded per batch, truncated to ``max_length`` bytes (no
-    special tokens, like the official tokenizer); ``labels`` ``[B]`` long.
+    special tokens, like the official tokenizer); ``labels`` ``[B]`` long. ``predict_path``: text to classify, a
+    ``.txt``/``.md`` file or a folder of them, one example per non-empty line (``perceiverio predict``).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         seed: int = 0,
         test_path: str | None = None,
         classes: int | list[str] | None = None,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         check_source(path, dataset)
@@ -67,12 +70,13 @@ class TextClassificationDataModule(L.LightningDataModule):
             )
         check_count(max_length=max_length, batch_size=batch_size)
         check_count(0, num_workers=num_workers)
+        predict_path = check_predict_path(predict_path, TEXT_EXPECTED)
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_config = path, dataset, dataset_config
         self.train_split, self.val_split = train_split, val_split
         self.text_column, self.label_column = text_column, label_column
         self.max_length, self.batch_size, self.num_workers, self.seed = max_length, batch_size, num_workers, seed
-        self.test_path = test_path
+        self.test_path, self.predict_path = test_path, predict_path
         self.classes = check_classes_option(classes)
         self._expected: int | list[str] | None = None  # the classes the labels were checked against in setup
         if test_path is not None and path is not None:
@@ -239,3 +243,11 @@ class TextClassificationDataModule(L.LightningDataModule):
                 "name such as glue_dev for glue_dev.tsv in the data folder)"
             )
         return loader(ListDataset(self._test), self.batch_size, self.num_workers, pad_collate)
+
+    def predict_dataloader(self):
+        """The lines of ``predict_path`` (one example per non-empty line, cut to ``max_length`` bytes); a ValueError
+        when it is not set."""
+        if self.predict_path is None:
+            raise missing_predict_path("TextClassificationDataModule", TEXT_EXPECTED)
+        dataset = PredictTexts(text_lines(self.predict_path), self.max_length)
+        return loader(dataset, self.batch_size, self.num_workers, collate_texts)

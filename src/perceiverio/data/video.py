@@ -18,8 +18,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import Dataset
 
 from .labels import MAX_CLASSES
+from .predict import check_predict_path, missing_predict_path, predict_files, relative_name
 from .readers.video import VIDEO_EXTENSIONS, DecodedVideo, embedded_video_path, find_videos, read_video
 from .sampling import (
     MAX_SAMPLES,
@@ -33,6 +35,7 @@ from .sampling import (
 )
 
 MAX_SAMPLE_RATE = 384_000  # Hz: the highest audio rate a clip is resampled to
+VIDEO_EXPECTED = "a video file or a folder of videos"
 NUM_VAL_CLIPS = 16  # fixed validation clips, spread evenly over the held-out end of every video
 
 
@@ -103,6 +106,7 @@ class VideoDataModule(L.LightningDataModule):
         seed: int = 0,
         val_fraction: float = 0.2,
         normalize_audio: bool = False,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         image_size = check_image_size(image_size)
@@ -122,7 +126,9 @@ class VideoDataModule(L.LightningDataModule):
                 raise ValueError(f"video path {path!r} does not exist; expected a video file or a folder of videos")
             if p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS:
                 raise ValueError(f"video path {path!r} is not a video file ({', '.join(VIDEO_EXTENSIONS)})")
+        predict_path = check_predict_path(predict_path, VIDEO_EXPECTED)
         self.save_hyperparameters()
+        self.predict_path = predict_path
         self.path, self.num_frames, self.image_size = path, num_frames, image_size
         self.audio_samples, self.sample_rate, self.num_classes = audio_samples, sample_rate, num_classes
         self.clips_per_epoch, self.batch_size, self.modality_names = clips_per_epoch, batch_size, modality_names
@@ -250,3 +256,40 @@ class VideoDataModule(L.LightningDataModule):
         """Consecutive clips covering the held-out part of every video (``test_clips``), in order."""
         self.setup()
         return loader(ListDataset(self.test_clips, self._clips), self.batch_size, self.num_workers)
+
+    def predict_dataloader(self):
+        """Consecutive clips of ``num_frames`` covering every video of ``predict_path`` (a file or a folder,
+        recursive) from its first frame (:class:`PredictClips`); a ValueError when it is not set."""
+        if self.predict_path is None:
+            raise missing_predict_path("VideoDataModule", VIDEO_EXPECTED)
+        files = predict_files(self.predict_path, VIDEO_EXTENSIONS, "a video file")
+        videos = [read_video(f, self.image_size, self.sample_rate) for f in files]
+        names = [relative_name(f, self.predict_path) for f in files]
+        clips = PredictClips(videos, names, self, self.audio_gain if self._val_items is not None else 1.0)
+        return loader(clips, self.batch_size, self.num_workers)
+
+
+class PredictClips(Dataset):
+    """Every video's consecutive clips ``(video, first frame 0, T, 2T, ...)`` as items of ``data.clip`` (label:
+    class 0, which the models mask), with ``"index"``. ``names[i]``/``starts[i]``: the video and first frame of
+    item ``i``; ``fps[name]`` and ``sample_rate`` for writing the reconstructions; ``audio_gain`` the factor the
+    audio was multiplied by."""
+
+    def __init__(self, videos: list[DecodedVideo], names: list[str], data: VideoDataModule, gain: float) -> None:
+        t = data.num_frames
+        short = [n for v, n in zip(videos, names) if len(v.frames) < t]
+        if short:
+            raise ValueError(f"predict_path video {short[0]!r} has fewer frames than num_frames={t}")
+        self.clips = _Clips(videos, [0] * len(videos), t, data.audio_samples, data.num_classes, data.modality_names)
+        self.clips.audio_gain = self.audio_gain = float(gain)
+        self.items = [(i, s) for i, v in enumerate(videos) for s in range(0, len(v.frames) - t + 1, t)]
+        self.names = [names[i] for i, _ in self.items]
+        self.starts = [s for _, s in self.items]
+        self.fps = {n: float(v.fps) for v, n in zip(videos, names)}
+        self.sample_rate = int(data.sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**self.clips(self.items[i]), "index": i}

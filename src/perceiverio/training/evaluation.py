@@ -1,6 +1,12 @@
 """What every task module's steps share: reading batch entries, logging training values, the evaluation loop
 that ``validate`` and ``test`` both run, and the check of the model's classes against the data's.
 
+``predict`` (``perceiverio predict``) runs each task's ``predict_step`` on the data module's
+``predict_dataloader`` (the user's files; :mod:`perceiverio.data.predict`); each step returns a dict with
+``"kind"`` (what a writer writes: ``"classes"``, ``"regression"``, ``"multitask"``, ``"fill"``, ``"flow"`` or
+``"reconstruction"``), the batch's ``"index"`` (positions in the dataset's ``names``) and CPU tensors
+(:class:`~perceiverio.training.predictions.PredictionWriter` writes them).
+
 ``test`` runs a task's ``validation_step`` over the test data and logs its metrics under ``test/`` instead of
 ``val/`` (``test/acc``, ``test/epe``, ...), so every task evaluates the same way on either split.
 
@@ -30,6 +36,11 @@ def batch_value(batch: Any, key: str, default: Any = None) -> Any:
     except (KeyError, AttributeError, TypeError, IndexError):
         return default
     return default if value is None else value
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``[..., K]`` logits -> float32 probabilities (softmax) on the CPU, as predictions are written."""
+    return logits.float().softmax(-1).cpu()
 
 
 def require(batch: Any, key: str, what: str) -> Any:

@@ -39,12 +39,28 @@ class OpticalFlowTask(EvaluatedTask):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         frames, flow = require(batch, "frames", "flow"), require(batch, "flow", "flow")
-        h, w = frames.shape[-2:]
-        th, tw = self.model.config.tile
-        prediction = self.model.predict(frames) if (h >= th and w >= tw and (h, w) != (th, tw)) else self(frames)
+        prediction = self.flow(frames)
         valid = batch_value(batch, "valid")  # [B, H, W] bool or None
         self.val_epe.update(*epe_stats(prediction, flow, valid))
         self.val_zero_epe.update(*epe_stats(torch.zeros_like(flow), flow, valid))
+
+    def flow(self, frames: torch.Tensor) -> torch.Tensor:
+        """The flow of ``frames`` ``[B, 2, 3, H, W]``: tiled (:meth:`~perceiverio.tasks.flow.OpticalFlow.predict`)
+        when the frames are larger than the model's tile, else through the model at once."""
+        h, w = frames.shape[-2:]
+        th, tw = self.model.config.tile
+        return self.model.predict(frames) if (h >= th and w >= tw and (h, w) != (th, tw)) else self(frames)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "flow", "index" [B], "flow" [B, 2, H, W]}`` in pixels, with the ground truth ``"truth"`` and
+        ``"valid"`` when the batch has them."""
+        frames = require(batch, "frames", "flow")
+        out = {"kind": "flow", "index": batch_value(batch, "index"), "flow": self.flow(frames).float().cpu()}
+        if batch_value(batch, "flow") is not None:
+            out["truth"] = batch["flow"].float().cpu()
+            valid = batch_value(batch, "valid")
+            out["valid"] = valid.cpu() if valid is not None else None
+        return out
 
     def on_validation_epoch_end(self) -> None:
         self.log_metrics({"val/epe": self.val_epe, "val/zero_epe": self.val_zero_epe}, prog_bar=("val/epe",))

@@ -8,7 +8,7 @@ import torch
 
 from ..tasks.image import ImageClassifier, ImageClassifierConfig
 from .augment import ImageAugmentation
-from .evaluation import EvaluatedTask, require
+from .evaluation import EvaluatedTask, batch_value, class_probabilities, require
 from .metrics import RatioMetric, classification_stats
 
 
@@ -76,6 +76,12 @@ class ImageClassificationTask(EvaluatedTask):
         nats, correct, count = classification_stats(self(images).logits, labels)
         self.val_loss.update(nats, count)
         self.val_acc.update(correct, count)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "classes", "index" [B], "probs" [B, K]}`` (softmax of the logits)."""
+        images = require(batch, "images", "image")
+        probs = class_probabilities(self(images).logits)
+        return {"kind": "classes", "index": batch_value(batch, "index"), "probs": probs}
 
     def on_validation_epoch_end(self) -> None:
         self.log_metrics({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=("val/acc",))

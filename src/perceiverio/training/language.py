@@ -17,7 +17,8 @@ from ..tasks.language import (
     labeled_positions,
 )
 from ..tasks.outputs import IGNORE_INDEX
-from .evaluation import EvaluatedTask, batch_value, require
+from ..tokenizer import MASK_ID
+from .evaluation import EvaluatedTask, batch_value, class_probabilities, require
 from .metrics import LN2, RatioMetric, classification_stats, token_stats
 
 
@@ -64,6 +65,25 @@ class MaskedLanguageModelTask(EvaluatedTask):
         counts = torch.bincount(seen, minlength=self.model.config.vocab_size).double()
         self._byte_counts = counts if self._byte_counts is None else self._byte_counts + counts
 
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "fill", "index" [B], "input_ids" [B, L], "filled" [B, L], "attention_mask" [B, L]}``: every
+        MASK id replaced by the model's most likely byte (the other ids as they were)."""
+        ids = require(batch, "input_ids", "MLM")
+        mask = batch_value(batch, "attention_mask")
+        masked = ids == MASK_ID
+        filled = ids.clone()
+        if bool(masked.any()):
+            logits = self(ids, mask).logits  # [B, L, V]
+            filled = torch.where(masked, logits.argmax(-1), ids)
+        keep = mask if mask is not None else torch.ones_like(ids)
+        return {
+            "kind": "fill",
+            "index": batch_value(batch, "index"),
+            "input_ids": ids.cpu(),
+            "filled": filled.cpu(),
+            "attention_mask": keep.cpu(),
+        }
+
     def on_validation_epoch_end(self) -> None:
         nats = self.val_nats.compute()
         self.log_metrics({"val/masked_byte_acc": self.val_correct}, prog_bar=("val/masked_byte_acc",))
@@ -107,6 +127,16 @@ class SequenceClassificationTask(EvaluatedTask):
         nats, correct, count = classification_stats(logits, labels)
         self.val_loss.update(nats, count)
         self.val_acc.update(correct, count)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "classes", "index", "probs" [B, K]}``; a regressor (``num_classes=1``):
+        ``{"kind": "regression", "index", "values" [B]}``."""
+        ids = require(batch, "input_ids", "classification")
+        logits = self(ids, batch_value(batch, "attention_mask")).logits
+        index = batch_value(batch, "index")
+        if self.model.config.num_classes == 1:
+            return {"kind": "regression", "index": index, "values": logits.squeeze(-1).float().cpu()}
+        return {"kind": "classes", "index": index, "probs": class_probabilities(logits)}
 
     def on_validation_epoch_end(self) -> None:
         self.log_metrics({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=("val/acc",))
@@ -155,6 +185,15 @@ class MultitaskClassificationTask(EvaluatedTask):
             nats, correct, count = classification_stats(logits[name], y)
             self.val_losses[i].update(nats, count)
             self.val_accs[i].update(correct, count)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "multitask", "index", "probs": {task: [B, K]}, "values": {task: [B]}}`` (classification
+        tasks' probabilities, regression tasks' values)."""
+        ids = require(batch, "input_ids", "multitask")
+        logits = self(ids, batch_value(batch, "attention_mask")).logits
+        probs = {n: class_probabilities(logits[n]) for n, k in self.tasks.items() if k > 1}
+        values = {n: logits[n].squeeze(-1).float().cpu() for n, k in self.tasks.items() if k == 1}
+        return {"kind": "multitask", "index": batch_value(batch, "index"), "probs": probs, "values": values}
 
     def on_validation_epoch_end(self) -> None:
         names = list(self.tasks)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..tasks.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
-from .evaluation import EvaluatedTask, require
+from .evaluation import EvaluatedTask, batch_value, require
 from .metrics import RatioMetric, psnr
 
 
@@ -103,6 +103,20 @@ class MultimodalAutoencodingTask(EvaluatedTask):
             self.val_metrics[i].update(value[defined].sum(), defined.sum())
             flat[name] = y.movedim(-3, -1).reshape(b, -1, y.shape[-3]) if self.kinds[name] == "image" else y
         self.val_loss.update(self.model.loss(flat, self.model.targets(inputs)).loss * b, b)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        """``{"kind": "reconstruction", "index" [B], "kinds": {name: kind}, "inputs": {name: tensor},
+        "outputs": {name: tensor}}``: every modality reconstructed (:meth:`MultimodalAutoencoder.reconstruct`;
+        videos ``[B, T, C, H, W]``, audio ``[B, S]``, label logits ``[B, K]``), inputs and outputs on the CPU."""
+        inputs = self._inputs(batch)
+        recon = self.model.reconstruct(inputs)
+        return {
+            "kind": "reconstruction",
+            "index": batch_value(batch, "index"),
+            "kinds": dict(self.kinds),
+            "inputs": {n: t.float().cpu() for n, t in inputs.items()},
+            "outputs": {n: t.float().cpu() for n, t in recon.items()},
+        }
 
     def on_validation_epoch_end(self) -> None:
         prefix = {"label": "val/acc_", "image": "val/psnr_", "audio": "val/psnr_"}

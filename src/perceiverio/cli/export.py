@@ -1,6 +1,9 @@
-"""``perceiverio export MODEL_DIR --format onnx|pt2 [--out FILE] [--opset N] [--overwrite]``: the model of a
-folder written by ``save_pretrained`` (``config.json`` + ``model.safetensors``) as one ONNX file (dynamo exporter,
-opset 18 by default, 18-23) or ``torch.export`` program, with a dynamic batch axis (and length for text and sets).
+"""``perceiverio export MODEL_DIR --format onnx|pt2``: a saved model as one ONNX file or ``torch.export`` program,
+checked against PyTorch.
+
+``perceiverio export MODEL_DIR --format onnx|pt2 [--out FILE] [--opset N] [--overwrite]`` exports the model of a
+folder written by ``save_pretrained`` (``config.json`` + ``model.safetensors``): ONNX through the dynamo exporter
+(opset 18 by default, 18-23) or a ``torch.export`` program, with a dynamic batch axis (and length for text and sets).
 
 The written file is run on the model's example inputs at two batch sizes (and lengths) with onnxruntime (ONNX) or
 ``torch.export.load`` (pt2) and compared with PyTorch eager; a relative difference above 1e-4 fails with exit

@@ -10,7 +10,7 @@ LIGHTNING_SUMMARIES = {
     "fit": "train a model (LightningCLI: --config CONFIG.yaml, dotted overrides such as --trainer.max_steps N)",
     "validate": "score a trained model on the validation split (--config, --ckpt_path)",
     "test": "score a trained model on the test split (--config, --ckpt_path)",
-    "predict": "run a trained model on inputs (--config, --ckpt_path)",
+    "predict": "run a trained model on files and write its outputs (--config, --ckpt_path, --data.predict_path)",
 }
 """The LightningCLI commands share one module; their lines are these."""
 
@@ -22,8 +22,8 @@ def summary(name: str, command: Callable[..., object]) -> str:
         return LIGHTNING_SUMMARIES[name]
     doc = getattr(sys.modules.get(getattr(command, "__module__", ""), None), "__doc__", None) or ""
     paragraph = " ".join(doc.strip().split("\n\n")[0].split())
-    sentence = paragraph.split(". ")[0].rstrip(".").replace("``", "").removeprefix("perceiverio ")
-    return sentence or "(no description)"
+    sentence = paragraph.split(". ")[0].rstrip(".").replace("``", "")
+    return sentence.split(": ", 1)[-1] or "(no description)"  # what it does; its usage is under COMMAND --help
 
 
 def command_list(commands: Mapping[str, Callable[..., object]]) -> str:

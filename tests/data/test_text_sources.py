@@ -30,3 +30,13 @@ def test_tsv_sentences_without_labels_plus_embedded_prose(tmp_path, monkeypatch)
     assert topic in both.train_text + both.val_text
     assert len(both.train_text) > len(alone.train_text) + 300_000  # the ~465k characters of prose, mostly training
     assert "a quietly moving film number" in both.val_text  # both sources keep a validation share
+
+
+def test_a_text_too_small_to_split_names_the_path(tmp_path):
+    import pytest
+
+    from perceiverio.data import TextDataModule
+
+    (tmp_path / "tiny.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"^path '.*tiny.txt': the text is too small to split"):
+        TextDataModule(path=str(tmp_path / "tiny.txt"), seq_len=8).setup("fit")

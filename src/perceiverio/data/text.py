@@ -225,9 +225,10 @@ class TextDataModule(L.LightningDataModule):
             return
         train, val = self._read()
         if not train.strip() or not val.strip():
+            source = f"path {self.path!r}" if self.path else f"dataset {self.dataset or 'pydoc_data.topics'!r}"
             raise ValueError(
-                f"text source {self.path or self.dataset or 'pydoc_data.topics'!r} is too small to "
-                "split into training and validation text"
+                f"{source}: the text is too small to split into training and validation text (val_fraction "
+                f"{self.val_fraction}); give more text"
             )
         size = len(train.encode("utf-8"))
         if self.seq_len > size:  # every batch is padded to seq_len: refuse before allocating it

@@ -224,8 +224,8 @@ class TextDataModule(L.LightningDataModule):
         if self.train_text is not None:
             return
         train, val = self._read()
+        source = f"path {self.path!r}" if self.path else f"dataset {self.dataset or 'pydoc_data.topics'!r}"
         if not train.strip() or not val.strip():
-            source = f"path {self.path!r}" if self.path else f"dataset {self.dataset or 'pydoc_data.topics'!r}"
             raise ValueError(
                 f"{source}: the text is too small to split into training and validation text (val_fraction "
                 f"{self.val_fraction}); give more text"
@@ -233,8 +233,8 @@ class TextDataModule(L.LightningDataModule):
         size = len(train.encode("utf-8"))
         if self.seq_len > size:  # every batch is padded to seq_len: refuse before allocating it
             raise ValueError(
-                f"seq_len {self.seq_len} is longer than the training text ({size} bytes): lower seq_len or give "
-                "more text"
+                f"seq_len {self.seq_len} is longer than the training text of {source} ({size} bytes): lower "
+                "seq_len or give more text"
             )
         self.train_text, self.val_text = train, val
         self.train_windows = _Windows(train, self.seq_len)

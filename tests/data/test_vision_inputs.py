@@ -145,3 +145,13 @@ def test_modality_names_must_be_three_distinct_strings(names):
 def test_video_counts_are_capped(name, value):
     # before: clips_per_epoch=2^40 drew 2^40 clips, num_classes=10^9 made a 4 GB one-hot label per clip
     one_line_error(lambda: VideoDataModule(**{name: value}), name, "at most")
+
+
+@pytest.mark.parametrize(
+    "module", ["TextDataModule", "TextClassificationDataModule", "ImageDataModule", "FlowDataModule", "VideoDataModule"]
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(module):
+    import perceiverio.data
+
+    with pytest.raises(ValueError, match=r"^path must be a file or folder path, got ''$"):
+        getattr(perceiverio.data, module)(path="")

@@ -39,23 +39,24 @@ def _folders() -> dict[str, Path]:
     }
 
 
-@functools.cache
-def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="perceiverio-fuzz-cwd-"))
-
-
 class CliError(ValueError):
     pass
 
 
 def run_cli(argv: list[str]) -> str:
-    """``perceiverio.cli.main(argv)``, run in a scratch folder (a generated relative path such as ``inf`` must not
-    land in the checkout): stdout on success; a ``CliError`` with the one-line message on a clean non-zero exit."""
+    """``perceiverio.cli.main(argv)``, run in a fresh scratch folder (a generated relative path such as ``inf``
+    must not land in the checkout, nor one case's outputs in the next case's inputs): stdout on success; a
+    ``CliError`` with the one-line message on a clean non-zero exit."""
     from perceiverio.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(_scratch()):
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            tempfile.TemporaryDirectory(prefix="perceiverio-fuzz-cwd-") as cwd,
+            contextlib.chdir(cwd),
+        ):
             main(argv)
     except SystemExit as e:
         if e.code in (None, 0):

@@ -32,7 +32,16 @@ from .readers.flow import (
     resize_frames,
 )
 from .readers.image import IMAGE_EXTENSIONS as FRAME_EXTENSIONS
-from .sampling import MAX_SAMPLES, ListDataset, SplitLoaders, check_count, check_image_size, check_positive, loader
+from .sampling import (
+    MAX_SAMPLES,
+    ListDataset,
+    SplitLoaders,
+    check_count,
+    check_image_size,
+    check_paths,
+    check_positive,
+    loader,
+)
 from .synthetic_flow import TEXTURES, SyntheticFlowDataset
 
 VAL_SOURCES = ("synthetic", "middlebury", "path")
@@ -147,6 +156,7 @@ class FlowDataModule(SplitLoaders, L.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        check_paths(path=path, val_path=val_path, test_path=test_path)
         image_size = check_image_size(image_size, minimum=2)
         check_count(num_train=num_train, num_val=num_val, maximum=MAX_SAMPLES)
         check_count(batch_size=batch_size)

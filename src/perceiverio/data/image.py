@@ -30,7 +30,16 @@ from .readers.image import (
     read_idx_dataset,
     read_image,
 )
-from .sampling import BatchedDataset, SplitLoaders, check_count, check_fraction, check_image_size, check_labels, loader
+from .sampling import (
+    BatchedDataset,
+    SplitLoaders,
+    check_count,
+    check_fraction,
+    check_image_size,
+    check_labels,
+    check_paths,
+    loader,
+)
 
 MAX_STAT_IMAGES = 4096  # images (a seeded subset of the training set) used for the normalisation statistics
 STAT_CHUNK = 1024  # images per step of the statistics pass
@@ -162,6 +171,7 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        check_paths(path=path, test_path=test_path)
         image_size = check_image_size(image_size)
         if not isinstance(channels, (int, np.integer)) or isinstance(channels, bool) or channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")

@@ -16,6 +16,7 @@ delivered) in each checkpoint and restores it on resume, and the resumed epoch c
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -251,6 +252,16 @@ def loader(
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
     )
+
+
+def check_paths(**paths: Any) -> None:
+    """ValueError naming the argument unless each given path is a non-empty string or ``os.PathLike`` (an empty
+    string would silently read the current folder)."""
+    for name, value in paths.items():
+        if value is None:
+            continue
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            raise ValueError(f"{name} must be a file or folder path, got {value!r}")
 
 
 def check_source(path: str | None, dataset: str | None) -> None:

@@ -31,6 +31,7 @@ from .sampling import (
     ListDataset,
     check_count,
     check_fraction,
+    check_paths,
     check_source,
     loader,
 )
@@ -162,6 +163,7 @@ class TextDataModule(L.LightningDataModule):
         mask_char: str = "_",
     ) -> None:
         super().__init__()
+        check_paths(path=path, test_path=test_path)
         check_source(path, dataset)
         check_choice(masking, tuple(MASKING_COLLATORS), "masking")
         check_count(seq_len=seq_len, batch_size=batch_size)

@@ -17,7 +17,7 @@ from ..tokenizer import ByteTokenizer
 from .labels import LabelEncoder, Labels, check_classes_option, model_classes
 from .predict import TEXT_EXPECTED, PredictTexts, check_predict_path, collate_texts, missing_predict_path, text_lines
 from .readers.text import check_columns, find_split_file, load_hf_dataset, read_table
-from .sampling import ListDataset, check_count, check_source, loader, pad_collate
+from .sampling import ListDataset, check_count, check_paths, check_source, loader, pad_collate
 
 Rows = list[dict[str, Any]]
 
@@ -62,6 +62,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        check_paths(path=path, test_path=test_path)
         check_source(path, dataset)
         if path is None and dataset is None:
             raise ValueError(

@@ -31,6 +31,7 @@ from .sampling import (
     check_count,
     check_fraction,
     check_image_size,
+    check_paths,
     loader,
 )
 
@@ -109,6 +110,7 @@ class VideoDataModule(L.LightningDataModule):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        check_paths(path=path)
         image_size = check_image_size(image_size)
         check_count(0, num_workers=num_workers)
         check_count(num_frames=num_frames, batch_size=batch_size)

@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
     os.close(fd)
     np.savez_compressed(tmp, **first)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, args.out)
     for name, value in first.items():
         print(f"{name:70s} {str(value.shape):18s} {value.dtype}")

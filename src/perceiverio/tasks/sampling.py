@@ -5,7 +5,8 @@ The window schedule (the official sampler's, made exact): the model works on a w
 the cross-attention (every input) and of every self-attention layer (every latent); each following token is one
 :meth:`~perceiverio.tasks.causal.CausalLanguageModel.step`: its input and its latent join the caches. When the
 latents would exceed N, or the inputs max_context, the window is re-encoded: latents the last ``max(1, N // 2)``
-positions (the official reset to half the latent buffer), inputs everything while the sequence fits max_context,
+positions (the official reset to half the latent buffer; the prompt's first encoding keeps N, so the first
+token is the one ``forward`` predicts), inputs everything while the sequence fits max_context,
 else the last ``max_context - N // 2`` tokens (the strided slide: the next re-encodings come every ~N/2 tokens, not
 at every token). Uncached generation (``use_cache=False``) runs the same schedule but re-encodes at every step, so
 both give the same tokens; the cache changes only the cost.
@@ -20,10 +21,12 @@ import torch
 from ..tokenizer import NUM_SPECIAL, PAD_ID
 
 
-def window_after_reencoding(length: int, max_context: int, num_latents: int) -> tuple[int, int]:
-    """``(s, a)``: the first input and the first latent of a window re-encoded at sequence length ``length``."""
+def window_after_reencoding(length: int, max_context: int, num_latents: int, first: bool) -> tuple[int, int]:
+    """``(s, a)``: the first input and the first latent of a window re-encoded at sequence length ``length``;
+    the ``first`` encoding (of the prompt) keeps up to N latents, as ``forward`` does."""
     start = 0 if length <= max_context else length - (max_context - num_latents // 2)
-    return start, length - min(length - start, max(1, num_latents // 2))
+    kept = num_latents if first else max(1, num_latents // 2)
+    return start, length - min(length - start, kept)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:  # [B, V]
@@ -92,7 +95,7 @@ def generate(
                 length = ids.shape[1]
                 fresh = start is None or length - latents > c.num_latents or length - start > c.max_context
                 if fresh:
-                    start, latents = window_after_reencoding(length, c.max_context, c.num_latents)
+                    start, latents = window_after_reencoding(length, c.max_context, c.num_latents, start is None)
                 if fresh or not use_cache:
                     all_logits, caches = model.encode(ids[:, start:], length - latents)
                     logits = all_logits[:, -1]  # [B, V]

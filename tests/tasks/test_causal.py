@@ -263,3 +263,12 @@ def test_config_validation_and_presets():
         CausalLanguageModelConfig.tiny(tied_output=True, num_latent_channels=32)
     with pytest.raises(ValueError, match="cross_attend_dropout"):
         dataclasses.replace(CausalLanguageModelConfig.tiny(), cross_attend_dropout=1.0)
+
+
+def test_compile_forward_without_graph_breaks():
+    model = make()
+    x = ids(2, 40)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # dynamo only: fails on any graph break
+    out = compiled(x, labels=x)
+    reference = model(x, labels=x)
+    assert torch.allclose(out.logits, reference.logits, atol=1e-6) and torch.allclose(out.loss, reference.loss)

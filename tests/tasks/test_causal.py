@@ -199,6 +199,7 @@ def test_temperature_shapes_the_sampled_distribution():
         assert torch.allclose(counts, expected, atol=0.015), (temperature, counts, expected)
     assert torch.equal(choose(logits[:5], 0.0, None, None, g), torch.zeros(5, dtype=torch.long))
     assert bool((choose(logits[:200], 1.0, 1, None, g) == 0).all())  # top_k=1 is greedy
+    assert bool((choose(logits[:200], 1e-30, None, None, g) == 0).all())  # a tiny temperature: greedy, no NaN
 
 
 def test_stop_bytes_end_rows_with_padding():

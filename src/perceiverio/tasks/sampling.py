@@ -54,7 +54,8 @@ def choose(
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = (filter_logits(logits, top_k, top_p) / temperature).softmax(dim=-1)
+    kept = filter_logits(logits, top_k, top_p)
+    probs = ((kept - kept.amax(dim=-1, keepdim=True)) / temperature).softmax(dim=-1)  # no overflow at tiny T
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 

@@ -4,6 +4,8 @@ from .adapters import AudioAdapterConfig, ImageAdapterConfig, LabelAdapterConfig
 from .core import DecoderConfig, EncoderConfig, PerceiverConfig, PerceiverIO, PerceiverIOConfig, set_value_checks
 from .data import ByteMaskingCollator, WholeWordMaskingCollator
 from .tasks import (
+    CausalLanguageModel,
+    CausalLanguageModelConfig,
     ImageClassifier,
     ImageClassifierConfig,
     MaskedLanguageModel,
@@ -29,6 +31,8 @@ __all__ = [
     "BatchEncoding",
     "ByteMaskingCollator",
     "ByteTokenizer",
+    "CausalLanguageModel",
+    "CausalLanguageModelConfig",
     "DecoderConfig",
     "EncoderConfig",
     "ImageAdapterConfig",

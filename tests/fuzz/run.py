@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzz.attention import ATTENTION_ENTRY_POINTS  # noqa: E402
 from fuzz.cases import cases, outcome  # noqa: E402
+from fuzz.causal import CAUSAL_ENTRY_POINTS  # noqa: E402
 from fuzz.cli import CLI_ENTRY_POINTS  # noqa: E402
 from fuzz.data_modules import DATA_ENTRY_POINTS  # noqa: E402
 from fuzz.entry_points import ENTRY_POINTS  # noqa: E402
@@ -73,6 +74,7 @@ def main() -> None:
         *PREDICT_ENTRY_POINTS,
         *CLI_ENTRY_POINTS,
         *ATTENTION_ENTRY_POINTS,
+        *CAUSAL_ENTRY_POINTS,
     ]:
         if args.only and args.only not in entry.name:
             continue

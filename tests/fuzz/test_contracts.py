@@ -15,6 +15,7 @@ import os
 import pytest
 from fuzz.attention import ATTENTION_ENTRY_POINTS
 from fuzz.cases import cases, outcome
+from fuzz.causal import CAUSAL_ENTRY_POINTS
 from fuzz.cli import CLI_ENTRY_POINTS
 from fuzz.data_modules import DATA_ENTRY_POINTS
 from fuzz.entry_points import ENTRY_POINTS
@@ -50,6 +51,7 @@ ALL = [
     *PREDICT_ENTRY_POINTS,
     *CLI_ENTRY_POINTS,
     *ATTENTION_ENTRY_POINTS,
+    *CAUSAL_ENTRY_POINTS,
 ]
 
 

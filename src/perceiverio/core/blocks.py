@@ -30,8 +30,15 @@ def checkpointed(owner: nn.Module, fn: Callable) -> Callable:
     return fn
 
 
+class SquaredReLU(nn.Module):
+    """relu(x)², the MLP activation of Perceiver AR (official ``activation_name='sq_relu'``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x).square()
+
+
 class MLP(nn.Module):
-    """Linear(C → w·C) → GELU → Linear(w·C → C)."""
+    """Linear(C → w·C) → activation (GELU, tanh-GELU or squared ReLU) → Linear(w·C → C)."""
 
     def __init__(
         self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh", dropout: float = 0.0
@@ -39,7 +46,10 @@ class MLP(nn.Module):
         super().__init__()
         check_choice(activation, typing.get_args(Activation), "activation")
         self.fc1 = nn.Linear(num_channels, widening_factor * num_channels)
-        self.act = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
+        if activation == "sq_relu":
+            self.act: nn.Module = SquaredReLU()
+        else:
+            self.act = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
         self.fc2 = nn.Linear(widening_factor * num_channels, num_channels)
         self.dropout = nn.Dropout(dropout)
 

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Literal
 
-Activation = Literal["gelu_tanh", "gelu"]
+Activation = Literal["gelu_tanh", "gelu", "sq_relu"]  # sq_relu: relu(x)², the Perceiver AR default
 """``gelu_tanh``: the official ``jax.nn.gelu`` (tanh approximation). ``gelu``: exact erf GELU (transformers)."""
 
 Masking = Literal["official", "transformers"]

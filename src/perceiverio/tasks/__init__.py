@@ -1,5 +1,6 @@
 """Task models: each composes input adapters, the core and output queries."""
 
+from .causal import CausalLanguageModel, CausalLanguageModelConfig, CausalLMOutput
 from .flow import OpticalFlow, OpticalFlowConfig
 from .image import ImageClassifier, ImageClassifierConfig
 from .language import (
@@ -14,6 +15,9 @@ from .multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from .sets import SetModel, SetModelConfig
 
 __all__ = [
+    "CausalLMOutput",
+    "CausalLanguageModel",
+    "CausalLanguageModelConfig",
     "ImageClassifier",
     "ImageClassifierConfig",
     "MaskedLanguageModel",

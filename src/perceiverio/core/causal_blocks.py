@@ -1,0 +1,142 @@
+"""Causal pre-LayerNorm blocks with rotary positions and key/value caching (Perceiver AR, official ``Attention``,
+``CrossAttention``, ``SelfAttention``).
+
+cross:  x = Attn(LN_q(z), LN_kv(e)) + z;   x = x + MLP(LN(x))
+self:   x = x + Attn(LN(x), LN(x));        x = x + MLP(LN(x))
+
+Keys and values are computed apart from the queries (:meth:`keys_values`, rotated at their positions), so a caller
+can keep them and append new ones: a cached step costs attention of one query over the kept keys. Attention runs
+through :func:`perceiverio.core.attention.attend` (``F.scaled_dot_product_attention`` on every device).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import attend
+from .blocks import LAYER_NORM_EPS, MLP
+from .causal import apply_rotary, rotated_channels
+from .config import Activation
+
+KeyValues = tuple[torch.Tensor, torch.Tensor]  # ([B, h, M, d], [B, h, M, e]), keys rotated
+
+
+class RotaryAttention(nn.Module):
+    """Multi-head attention whose queries and keys are rotated at their positions (first ``rotary_fraction`` of
+    each head's q/k channels); Q, K, V and the output projection have biases."""
+
+    def __init__(
+        self,
+        num_q_channels: int,
+        num_kv_channels: int,
+        num_heads: int,
+        num_qk_channels: int,
+        num_v_channels: int,
+        num_output_channels: int,
+        rotary_fraction: float,
+        max_wavelength: float,
+    ) -> None:
+        super().__init__()
+        for name, channels in (("qk", num_qk_channels), ("v", num_v_channels)):
+            if channels % num_heads != 0:
+                raise ValueError(f"{name} channels ({channels}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.num_rotated = rotated_channels(num_qk_channels // num_heads, rotary_fraction)
+        self.max_wavelength = max_wavelength
+        self.q_proj = nn.Linear(num_q_channels, num_qk_channels)
+        self.k_proj = nn.Linear(num_kv_channels, num_qk_channels)
+        self.v_proj = nn.Linear(num_kv_channels, num_v_channels)
+        self.o_proj = nn.Linear(num_v_channels, num_output_channels)
+
+    def keys_values(self, x_kv: torch.Tensor, positions: torch.Tensor) -> KeyValues:  # [B, M, C], [B|1, M]
+        """Rotated keys ``[B, h, M, d]`` and values ``[B, h, M, e]`` of an (already normalised) key/value array."""
+        k = apply_rotary(self._split(self.k_proj(x_kv)), positions, self.num_rotated, self.max_wavelength)
+        return k, self._split(self.v_proj(x_kv))
+
+    def forward(
+        self,
+        x_q: torch.Tensor,  # [B, O, Cq], normalised
+        q_positions: torch.Tensor,  # [B|1, O]
+        kv: KeyValues,
+        mask: torch.Tensor | None = None,  # bool [B|1, 1, O, M], True = attend
+    ) -> torch.Tensor:  # [B, O, out]
+        q = apply_rotary(self._split(self.q_proj(x_q)), q_positions, self.num_rotated, self.max_wavelength)
+        out = attend(q, kv[0], kv[1], mask)  # [B, h, O, e]
+        return self.o_proj(out.transpose(1, 2).flatten(2))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, h·c] -> [B, h, T, c]
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+
+class CausalCrossAttentionBlock(nn.Module):
+    """The latents (queries, width D) read the inputs (width C); qk and v widths are C (official
+    ``shape_for_attn='kv'``), the output width D; the un-normalised queries are added back (query residual)."""
+
+    def __init__(
+        self,
+        num_q_channels: int,
+        num_kv_channels: int,
+        num_heads: int,
+        widening_factor: int,
+        dropout: float,
+        activation: Activation,
+        rotary_fraction: float,
+        max_wavelength: float,
+    ) -> None:
+        super().__init__()
+        c = num_kv_channels
+        self.q_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
+        self.kv_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
+        self.attention = RotaryAttention(
+            num_q_channels, c, num_heads, c, c, num_q_channels, rotary_fraction, max_wavelength
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.mlp_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
+
+    def keys_values(self, x_kv: torch.Tensor, positions: torch.Tensor) -> KeyValues:  # [B, M, C], [B|1, M]
+        return self.attention.keys_values(self.kv_norm(x_kv), positions)
+
+    def forward(
+        self, z: torch.Tensor, positions: torch.Tensor, kv: KeyValues, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:  # [B, O, D], [B|1, O] -> [B, O, D]
+        x = z + self.dropout(self.attention(self.q_norm(z), positions, kv, mask))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class CausalSelfAttentionBlock(nn.Module):
+    """Causal latent self-attention; ``past`` keys/values (earlier latents, kept from previous calls) are attended
+    before the new ones; returns the output and all keys/values (past + new) for the next call."""
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_heads: int,
+        widening_factor: int,
+        dropout: float,
+        activation: Activation,
+        rotary_fraction: float,
+        max_wavelength: float,
+    ) -> None:
+        super().__init__()
+        d = num_channels
+        self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.attention = RotaryAttention(d, d, num_heads, d, d, d, rotary_fraction, max_wavelength)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(d, widening_factor, activation, dropout)
+
+    def forward(
+        self,
+        z: torch.Tensor,  # [B, O, D]
+        positions: torch.Tensor,  # [B|1, O]
+        past: KeyValues | None = None,  # ([B, h, P, d], [B, h, P, d])
+        mask: torch.Tensor | None = None,  # bool [B|1, 1, O, P + O]
+    ) -> tuple[torch.Tensor, KeyValues]:
+        h = self.norm(z)
+        k, v = self.attention.keys_values(h, positions)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        x = z + self.dropout(self.attention(h, positions, (k, v), mask))
+        return x + self.mlp(self.mlp_norm(x)), (k, v)

@@ -15,6 +15,7 @@ masks, positions, intermediate activations and logits. The parameters go through
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 from perceiverio.tasks.causal import CausalLanguageModel, CausalLanguageModelConfig
-from perceiverio.weights.causal import causal_from_haiku
+from perceiverio.weights.causal import causal_from_haiku, causal_model_from_haiku
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden_perceiver_ar" / "golden.npz"
 ATOL = 1e-5
@@ -53,8 +54,8 @@ def golden() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def model() -> CausalLanguageModel:
-    model = CausalLanguageModel(CONFIG).eval()
-    model.load_state_dict(causal_from_haiku(GOLDEN))  # strict: every parameter from exactly one array
+    model = causal_model_from_haiku(GOLDEN, CONFIG)  # every parameter from exactly one array, shapes checked
+    assert not model.training
     return model
 
 
@@ -91,6 +92,13 @@ def test_converter_maps_every_array_and_transposes_linears(golden):
         causal_from_haiku({k: v for k, v in flat.items() if k != "perceiver_ar/~/logits/b"})
     with pytest.raises(ValueError, match="unexpected Haiku keys: perceiver_ar/~/extra/w"):
         causal_from_haiku({**flat, "perceiver_ar/~/extra/w": torch.zeros(1)})
+    with pytest.raises(ValueError, match="perceiver_ar/~/linear/w has shape"):
+        causal_model_from_haiku({**flat, "perceiver_ar/~/linear/w": torch.zeros(32, 33)}, CONFIG)
+    with pytest.raises(ValueError, match="self_attention.2"):  # the config wants a layer the params lack
+        causal_model_from_haiku(flat, dataclasses.replace(CONFIG, num_self_attention_layers=3))
+    loaded = CausalLanguageModel(CONFIG)
+    loaded.load_state_dict(state)  # strict
+    assert all(torch.equal(t, state[name]) for name, t in loaded.state_dict().items())
 
 
 def test_forward_matches_official_logits_on_valid_latents(model, golden):

@@ -11,8 +11,11 @@ The official ``PerceiverAR`` module (Haiku prefix ``perceiver_ar``) names its pa
 
 Haiku ``Linear`` stores ``w`` as ``[in, out]``; it is transposed for ``torch.nn.Linear``. Usage::
 
-    model = CausalLanguageModel(config)          # sizes and head counts as the official model's
-    model.load_state_dict(causal_from_haiku("params.npz"))
+    model = causal_model_from_haiku("params.npz", config)     # config: sizes and head counts of the official model
+    state = causal_from_haiku("params.npz")                     # or just the state dict
+
+The official model's positions (``use_positions_from_data=True``, the training configuration) are what our
+window positions give; tests/tasks/test_causal_golden.py matches its logits to 1e-5.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ..tasks.causal import CausalLanguageModel, CausalLanguageModelConfig
+from .build import assign_weights
 from .haiku import Converted, HaikuParams, attention, haiku_name, layer_norm, linear, mlp, put, read_haiku
 
 PREFIX = "perceiver_ar"
@@ -30,7 +35,37 @@ def causal_from_haiku(source: Any, prefix: str = PREFIX) -> dict[str, torch.Tens
     """A :class:`~perceiverio.tasks.causal.CausalLanguageModel` state dict (float32, untied output) from official
     Perceiver AR Haiku params: a ``.npz``/``.pickle`` path or a mapping, in any form
     :func:`~perceiverio.weights.haiku.read_haiku` reads. Every Haiku array must be used and every expected one
-    present (ValueError naming them otherwise); shapes are checked by ``load_state_dict``."""
+    present (ValueError naming them otherwise); :func:`causal_model_from_haiku` also checks the shapes."""
+    return {name: t for name, (_, t) in convert(source, prefix).items()}
+
+
+def causal_model_from_haiku(
+    source: Any, config: CausalLanguageModelConfig, prefix: str = PREFIX
+) -> CausalLanguageModel:
+    """A :class:`~perceiverio.tasks.causal.CausalLanguageModel` of ``config`` (eval mode) with the official params
+    of ``source`` (see :func:`causal_from_haiku`); head counts, rotary fraction and wavelength are not visible in
+    the arrays and come from ``config``. A missing, unexpected or misshapen array raises ValueError naming it."""
+    if not isinstance(config, CausalLanguageModelConfig):
+        raise TypeError(f"config must be a CausalLanguageModelConfig, got {type(config).__name__}")
+    if config.tied_output:
+        raise ValueError("config.tied_output must be False: the official model has its own ~/logits projection")
+    mapped = convert(source, prefix)
+    with torch.device("meta"):
+        model = CausalLanguageModel(config)
+    expected = model.state_dict()
+    for name, (hk, t) in mapped.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise ValueError(
+                f"Haiku param {hk} has shape {tuple(t.shape)}, but {name} needs {tuple(expected[name].shape)}"
+            )
+    uncovered = sorted(set(expected) - set(mapped))
+    if uncovered:
+        raise ValueError(f"config wants parameters the Haiku params lack: {', '.join(uncovered)}")
+    return assign_weights(model, {name: t for name, (_, t) in mapped.items()}).eval()
+
+
+def convert(source: Any, prefix: str = PREFIX) -> Converted:
+    """``{torch name: (Haiku key, tensor)}`` of :func:`causal_from_haiku`."""
     params, _ = read_haiku(source)
     hp = HaikuParams(params)
     root = f"{prefix}/~"
@@ -61,4 +96,4 @@ def causal_from_haiku(source: Any, prefix: str = PREFIX) -> dict[str, torch.Tens
         problems.append(f"unexpected Haiku keys: {', '.join(hp.unused())}")
     if problems:
         raise ValueError("cannot convert the Perceiver AR Haiku params: " + "; ".join(problems))
-    return {name: t for name, (_, t) in out.items()}
+    return out

@@ -94,7 +94,7 @@ def test_converter_maps_every_array_and_transposes_linears(golden):
         causal_from_haiku({**flat, "perceiver_ar/~/extra/w": torch.zeros(1)})
     with pytest.raises(ValueError, match="perceiver_ar/~/linear/w has shape"):
         causal_model_from_haiku({**flat, "perceiver_ar/~/linear/w": torch.zeros(32, 33)}, CONFIG)
-    with pytest.raises(ValueError, match="self_attention.2"):  # the config wants a layer the params lack
+    with pytest.raises(ValueError, match="perceiver_ar/~/self_attention_2 is absent"):
         causal_model_from_haiku(flat, dataclasses.replace(CONFIG, num_self_attention_layers=3))
     loaded = CausalLanguageModel(CONFIG)
     loaded.load_state_dict(state)  # strict

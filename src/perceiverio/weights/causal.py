@@ -58,6 +58,14 @@ def causal_model_from_haiku(
             raise ValueError(
                 f"Haiku param {hk} has shape {tuple(t.shape)}, but {name} needs {tuple(expected[name].shape)}"
             )
+    layers = len({name.split(".")[1] for name in mapped if name.startswith("self_attention.")})
+    if layers != config.num_self_attention_layers:
+        wanted = config.num_self_attention_layers
+        first = f"{prefix}/~/{haiku_name('self_attention', min(layers, wanted))}"
+        raise ValueError(
+            f"config.num_self_attention_layers is {wanted}, but the Haiku params have {layers} self-attention "
+            f"layers ({first} is {'absent' if layers < wanted else 'extra'})"
+        )
     uncovered = sorted(set(expected) - set(mapped))
     if uncovered:
         raise ValueError(f"config wants parameters the Haiku params lack: {', '.join(uncovered)}")

@@ -156,9 +156,28 @@ def test_every_stage_matches_official_activations_with_terminal_positions(model,
 
 
 def test_official_layout_with_data_positions_matches_on_all_latents(model, golden):
+    """Also: the model's own forward (hooks on its blocks) equals this pipeline at every stage on valid latents."""
     with torch.no_grad():
-        logits = run_official_layout(model, golden, golden["input_idxs"][..., 0].long())["logits"]
-    assert max_diff(logits, golden["logits_data_positions"]) < ATOL
+        stages = run_official_layout(model, golden, golden["input_idxs"][..., 0].long())
+    assert max_diff(stages["logits"], golden["logits_data_positions"]) < ATOL
+    blocks = {"act/cross_attention": model.cross_attention}
+    blocks.update({"act/self_attention" + (f"_{i}" if i else ""): b for i, b in enumerate(model.self_attention)})
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        block.register_forward_hook(lambda module, args, out, name=name: seen.update({name: out}))
+        for name, block in blocks.items()
+    ]
+    try:
+        with torch.no_grad():
+            model(*left_padded(golden))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    valid = golden["latent_last_steps"] >= 0
+    for name, out in seen.items():
+        z = out[0] if isinstance(out, tuple) else out  # a self-attention block also returns its keys/values
+        assert max_diff(z[valid], stages[name][valid]) < ATOL, name
+    assert len(seen) == 3
 
 
 def test_valid_latents_ignore_padding_and_positions_shift(model, golden):

@@ -249,6 +249,60 @@ def _from_haiku(damage):
     return MaskedLanguageModel.from_haiku(params, config=model("mlm").config)
 
 
+# ------------------------------------------------------------------------------------ Perceiver AR (official Haiku)
+GOLDEN_AR = Path(__file__).parents[1] / "data" / "golden_perceiver_ar" / "golden.npz"
+
+
+@functools.cache
+def _ar_params() -> dict:
+    with np.load(GOLDEN_AR) as z:
+        flat = {k[len("params/") :]: z[k] for k in z.files if k.startswith("params/")}
+    nested: dict = {}
+    for key, value in flat.items():
+        module, name = key.rsplit("/", 1)
+        nested.setdefault(module, {})[name] = value
+    return nested
+
+
+@st.composite
+def ar_damages(draw) -> tuple[str, Damage]:
+    params = _ar_params()
+    module = draw(st.sampled_from(sorted(params)))
+    name = draw(st.sampled_from(sorted(params[module])))
+    op = draw(st.sampled_from(["drop_module", "drop", "add", "reshape", "str", "object", "nested", "scalar"]))
+    return f"ar:{op}", Damage(op, (module, name), (module, name))
+
+
+def _causal_from_haiku(damage):
+    from perceiverio import CausalLanguageModelConfig
+    from perceiverio.weights.causal import causal_model_from_haiku
+
+    config = CausalLanguageModelConfig.tiny(
+        vocab_size=262, max_context=32, num_latents=8, num_input_channels=32, num_latent_channels=32,
+        num_cross_attention_heads=2, num_self_attention_heads=2, max_wavelength=32,
+    )  # fmt: skip
+    params = {m: dict(p) for m, p in _ar_params().items()}
+    if damage is not None:
+        module, name = damage.detail
+        if damage.what == "drop_module":
+            del params[module]
+        elif damage.what == "drop":
+            del params[module][name]
+        elif damage.what == "add":
+            params[module][name + "_extra"] = np.zeros(3, np.float32)
+        elif damage.what == "reshape":
+            params[module][name] = np.zeros((*[d + 1 for d in params[module][name].shape], 2), np.float32)
+        elif damage.what == "str":
+            params[module][name] = np.array(["a"] * params[module][name].size).reshape(params[module][name].shape)
+        elif damage.what == "object":
+            params[module][name] = object()
+        elif damage.what == "nested":
+            params[module][name] = {"inner": params[module][name]}
+        else:
+            params[module][name] = 3.0
+    return causal_model_from_haiku(params, config)
+
+
 LOADER_ENTRY_POINTS = [
     EntryPoint(
         "from_pretrained",
@@ -262,5 +316,10 @@ LOADER_ENTRY_POINTS = [
     ),
     EntryPoint(
         "from_haiku", _from_haiku, {"damage": Arg(lambda rng: None, kind="value", optional=True, draws=haiku_damages())}
+    ),
+    EntryPoint(
+        "causal_model_from_haiku",
+        _causal_from_haiku,
+        {"damage": Arg(lambda rng: None, kind="value", optional=True, draws=ar_damages())},
     ),
 ]

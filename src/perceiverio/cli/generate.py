@@ -88,7 +88,10 @@ def run(argv: list[str]) -> None:
             raise FileNotFoundError(f"MODEL_DIR {str(args.model)!r} is not a folder (expected an exported model)")
         if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
             raise ValueError(f"--max-new-tokens must be in [0, {MAX_NEW_TOKENS}], got {args.max_new_tokens}")
-        model = CausalLanguageModel.from_pretrained(args.model)
+        try:
+            model = CausalLanguageModel.from_pretrained(args.model)
+        except ValueError as e:
+            raise ValueError(f"MODEL_DIR {str(args.model)!r}: {e}") from None
         text = generate_text(
             model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.stop
         )

@@ -161,7 +161,7 @@ def test_generate_errors_are_one_line(tmp_path, capsys):
     for argv, name in [
         (["generate", str(tmp_path / "nope"), "--prompt", "x"], "MODEL_DIR"),
         (["generate", str(tmp_path / "m"), "--prompt", ""], "--prompt"),
-        (["generate", str(tmp_path / "m"), "--prompt", "x", "--top-p", "2"], "top_p"),
+        (["generate", str(tmp_path / "m"), "--prompt", "x", "--top-p", "2"], "--top-p"),
         (["generate", str(tmp_path / "m"), "--prompt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"),
     ]:
         with pytest.raises(SystemExit) as e:

@@ -14,6 +14,15 @@ import math
 from pathlib import Path
 
 MAX_NEW_TOKENS = 1_000_000
+#: the model's argument names -> this command's options (so an error names the option the user typed)
+OPTIONS = {
+    "max_new_tokens": "--max-new-tokens",
+    "temperature": "--temperature",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "stop_bytes": "--stop",
+    "seed": "--seed",
+}
 
 
 def generate_text(
@@ -96,5 +105,9 @@ def run(argv: list[str]) -> None:
             model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.stop
         )
     except (ValueError, TypeError, FileNotFoundError) as e:
-        raise SystemExit(f"perceiverio generate: {e}") from None
+        message = str(e)
+        name = next((n for n in OPTIONS if message.startswith(n + " ")), None)
+        if name is not None:
+            message = OPTIONS[name] + message[len(name) :]
+        raise SystemExit(f"perceiverio generate: {message}") from None
     print(text)

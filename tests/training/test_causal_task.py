@@ -16,7 +16,7 @@ from perceiverio import CausalLanguageModel, CausalLanguageModelConfig
 from perceiverio.cli import main
 from perceiverio.data import CausalTextDataModule
 from perceiverio.training import CausalLanguageModelTask
-from perceiverio.training.causal import next_byte_stats
+from perceiverio.training.causal import decode_bytes, next_byte_stats
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "clm.yaml"
 TEXT = "".join(f"line {i}: the perceiver reads bytes and predicts the next one.\n" for i in range(200))
@@ -168,3 +168,14 @@ def test_generate_errors_are_one_line(tmp_path, capsys):
             main(argv)
         message = str(e.value.code)
         assert "\n" not in message and message.startswith("perceiverio generate") and name in message, message
+
+
+def test_predict_step_continues_each_prompt():
+    task = _task(max_context=32, num_latents=8).eval()
+    task.generate_tokens, task.generate_temperature = 5, 0.0
+    ids = torch.tensor([[0, 0, 6 + ord("a"), 6 + ord("b")], [6 + ord("x"), 6 + ord("y"), 6 + ord("z"), 6 + ord("w")]])
+    mask = (ids != 0).long()
+    out = task.predict_step({"input_ids": ids, "attention_mask": mask}, 0)
+    assert out["kind"] == "generation" and out["text"][0].startswith("ab") and out["text"][1].startswith("xyzw")
+    greedy = task.model.generate(ids[1], 5, temperature=0.0)
+    assert out["text"][1] == decode_bytes(greedy)

@@ -154,6 +154,8 @@ def test_fit_generate_and_test(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == out  # seeded
     main(["test", *small, "--ckpt_path", str(ckpt), "--data.test_path", str(tmp_path / "held_out.txt")])
     assert "test/bits_per_byte" in capsys.readouterr().out
+    main(["validate", *small, "--ckpt_path", str(ckpt)])
+    assert "val/bits_per_byte" in capsys.readouterr().out
 
 
 def test_generate_errors_are_one_line(tmp_path, capsys):

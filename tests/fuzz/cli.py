@@ -20,6 +20,9 @@ VALUES = ("-1", "0", "nan", "inf", "1e30", "x", "", "[1,", "{}", "null", "true",
 def _folders() -> dict[str, Path]:
     root = Path(tempfile.mkdtemp(prefix="perceiverio-fuzz-cli-"))
     model("mlm").save_pretrained(root / "mlm")
+    import perceiverio as p
+
+    p.CausalLanguageModel(p.CausalLanguageModelConfig.tiny()).save_pretrained(root / "causal")
     (root / "junk").mkdir()
     (root / "junk" / "config.json").write_text("{not json")
     (root / "junk" / "model.safetensors").write_bytes(b"\0" * 100)
@@ -29,6 +32,7 @@ def _folders() -> dict[str, Path]:
     (root / "to_fill.txt").write_text("The perceiver re_ds bytes.\nIt writes _ny output.\n")
     return {
         "mlm": root / "mlm",
+        "causal": root / "causal",
         "junk": root / "junk",
         "missing": root / "missing",
         "file": root / "file.txt",
@@ -80,6 +84,24 @@ def fill_mask_argv(draw) -> tuple[str, list[str]]:
     if what == "mask-char":
         argv[5] = draw(st.sampled_from(["", "__", "ab", "é"]))
         return "--mask-char", argv
+    return "--bogus", [*argv, "--bogus", draw(st.sampled_from(VALUES))]
+
+
+@st.composite
+def generate_argv(draw) -> tuple[str, list[str]]:
+    f = _folders()
+    argv = ["generate", str(f["causal"]), "--prompt", "The ", "--max-new-tokens", "3", "--seed", "0"]
+    what = draw(st.sampled_from(["model", "prompt", "option", "unknown"]))
+    if what == "model":
+        argv[1] = str(f[draw(st.sampled_from(["junk", "missing", "file", "root", "mlm"]))])
+        return "model", argv
+    if what == "prompt":
+        argv[3] = ""
+        return "--prompt", argv
+    if what == "option":
+        option = draw(st.sampled_from(["--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed", "--stop"]))
+        value = draw(st.sampled_from(VALUES))
+        return option, [*argv, option, value]
     return "--bogus", [*argv, "--bogus", draw(st.sampled_from(VALUES))]
 
 
@@ -255,6 +277,9 @@ def _argv(strategy) -> st.SearchStrategy:
 CLI_ENTRY_POINTS = [
     EntryPoint(
         "cli fill-mask", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(fill_mask_argv()))}
+    ),
+    EntryPoint(
+        "cli generate", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(generate_argv()))}
     ),
     EntryPoint(
         "cli convert", run_cli, {"argv": Arg(lambda rng: ["--help"], kind="value", draws=_argv(convert_argv()))}

@@ -66,6 +66,22 @@ def _text_module(path, seq_len, batch_size, mask_prob, val_fraction, num_workers
     return next(iter(dm.train_dataloader()))
 
 
+def _causal_text_module(path, max_context, num_latents, batch_size, val_fraction, num_workers):
+    from perceiverio.data import CausalTextDataModule
+
+    file = _write(path.kind, TEXT, ".txt") if isinstance(path, Source) else path
+    dm = CausalTextDataModule(
+        path=str(file) if isinstance(file, Path) else file,
+        max_context=max_context,
+        num_latents=num_latents,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        num_workers=num_workers,
+    )
+    dm.setup("fit")
+    return next(iter(dm.train_dataloader()))
+
+
 def _table(rows: list[tuple[str, Any]]) -> str:
     return "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)
 
@@ -119,6 +135,23 @@ DATA_ENTRY_POINTS = [
             "val_fraction": Arg(lambda rng: 0.1, kind="value", names=("val_fraction",), bad=(-0.1, 1.0, 2.0, "x")),
             "num_workers": Arg(lambda rng: 0, names=("num_workers",), **INT),
             "masking": Arg(lambda rng: "whole_word", kind="value", names=("masking",), bad=("span", "", 1)),
+        },
+    ),
+    EntryPoint(
+        "CausalTextDataModule",
+        _causal_text_module,
+        {
+            "path": Arg(
+                lambda rng: Source("valid"),
+                kind="value",
+                names=("path",),
+                draws=_sources(("valid",), ("missing", "folder", "empty", "junk", "blank"), "path"),
+            ),
+            "max_context": Arg(lambda rng: 32, names=("max_context",), **INT),
+            "num_latents": Arg(lambda rng: 8, names=("num_latents",), **INT),
+            "batch_size": Arg(lambda rng: 4, names=("batch_size",), **INT),
+            "val_fraction": Arg(lambda rng: 0.1, kind="value", names=("val_fraction",), bad=(-0.1, 1.0, 2.0, "x")),
+            "num_workers": Arg(lambda rng: 0, names=("num_workers",), **INT),
         },
     ),
     EntryPoint(

@@ -8,6 +8,8 @@
     perceiverio convert hf NAME_OR_FOLDER OUT_DIR [--revision REV] [--official-masking] [--overwrite]
     perceiverio convert haiku PARAMS.pickle OUT_DIR [--task mlm|classifier|image|flow|multimodal] [--overwrite]
     perceiverio fill-mask MODEL_DIR --text "..." (--word WORD | --mask-char _)
+    perceiverio generate MODEL_DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
+        [--seed S] [--stop TEXT]                                  (docs/generation.md)
     perceiverio plot RUN_DIR [--out FILE.png]
     perceiverio attention MODEL_DIR INPUT [INPUT2] [--out DIR] [--latents 0,5,...] [--head H] [--query-pixel Y,X]
     perceiverio export MODEL_DIR --format onnx|pt2 [--out FILE] [--opset N] [--overwrite]
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import sys
 
-from . import attention, convert, export, fill, lightning, plot
+from . import attention, convert, export, fill, generate, lightning, plot
 from .common import LIGHTNING_COMMANDS
 from .fill import fill_mask
 from .usage import command_list, version
@@ -41,6 +43,7 @@ COMMANDS = {
     "convert": convert.run,
     "export": export.run,
     "fill-mask": fill.run,
+    "generate": generate.run,
     "plot": plot.run,
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning.run),
 }

@@ -4,6 +4,7 @@ task, each with an embedded default that needs neither network nor ``../shared``
 | module | task | embedded default |
 |---|---|---|
 | :class:`TextDataModule` | byte masked language modelling | ``pydoc_data.topics`` (Python standard library) |
+| :class:`CausalTextDataModule` | causal (Perceiver AR) byte language modelling | ``pydoc_data.topics`` |
 | :class:`TextClassificationDataModule` | text classification | none (TSV/CSV/JSONL or a Hugging Face dataset) |
 | :class:`ImageDataModule` | image classification | scikit-learn digits |
 | :class:`FlowDataModule` | optical flow | procedural pairs with exact flow; Middlebury motorcycle pair |
@@ -19,6 +20,7 @@ from .lazy import lazy_getattr
 from .masking import ByteMaskingCollator, WholeWordMaskingCollator
 
 _LAZY = {
+    "CausalTextDataModule": "causal_text",
     "FlowDataModule": "flow",
     "ImageDataModule": "image",
     "SyntheticFlowDataset": "synthetic_flow",

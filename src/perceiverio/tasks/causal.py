@@ -126,7 +126,14 @@ torch.export.register_dataclass(CausalLMOutput, serialized_type_name="perceiveri
 
 
 class CausalLanguageModel(nn.Module):
-    """Perceiver AR over bytes (see the module docstring). ``forward`` scores a prefix; ``generate`` samples."""
+    """Perceiver AR over bytes (see the module docstring). ``forward`` scores a prefix; ``generate`` samples.
+    ``save_pretrained(folder)`` / ``CausalLanguageModel.from_pretrained(folder)`` (installed by
+    :mod:`perceiverio.weights`) write and read our checkpoint format."""
+
+    @classmethod
+    def from_config(cls, config: CausalLanguageModelConfig) -> CausalLanguageModel:
+        """``cls(config)`` (the constructor the checkpoint loader calls)."""
+        return cls(config)
 
     def __init__(self, config: CausalLanguageModelConfig) -> None:
         super().__init__()

@@ -4,9 +4,9 @@
 any task config (the multimodal one holds per-modality adapter configs) round-trips exactly. The allow-list: only
 classes defined in the ``perceiverio`` package, looked up among its modules already imported (a file never makes
 anything import), are ever instantiated from a file, and only dataclasses (configs) or :class:`PerceiverIO`
-subclasses (the model); a model class of your own is accepted when you load through it
-(``MyModel.from_pretrained``). Writes are atomic (temporary file, then rename), and a model with a NaN or infinite
-value in any tensor is never written.
+subclasses and :class:`~perceiverio.tasks.causal.CausalLanguageModel` (the model); a model class of your own is
+accepted when you load through it (``MyModel.from_pretrained``). Writes are atomic (temporary file, then rename),
+and a model with a NaN or infinite value in any tensor is never written.
 
 :func:`load_pretrained` also takes a Hub repository id (``org/name``, see :mod:`perceiverio.weights.hub`) and
 :func:`push_to_hub` writes :func:`save_pretrained` into a temporary folder and uploads it.
@@ -31,6 +31,7 @@ from torch import nn
 from ..core.latents import check_num_latents
 from ..core.perceiver import PerceiverIO
 from ..tasks import (
+    CausalLanguageModel,
     ImageClassifier,
     MaskedLanguageModel,
     MultimodalAutoencoder,
@@ -204,6 +205,7 @@ MODEL_CLASSES: dict[str, type] = {
         OpticalFlow,
         MultimodalAutoencoder,
         SetModel,
+        CausalLanguageModel,
     )
 }
 """The allow-list of the model classes a ``config.json`` may name (plus, when loading through a class of your own,

@@ -11,7 +11,8 @@ The methods, installed on :class:`PerceiverIO` when this module is imported (``i
 * ``Model.from_transformers(...)`` and ``Model.from_haiku(...)``: exist exactly on the classes that have a converter
   of that kind (``hasattr(SetModel, "from_haiku")`` is False), through :class:`ConverterMethod`;
 * ``Model.from_pretrained(name_or_path)``, ``model.save_pretrained(folder)``, ``model.push_to_hub(repo_id)``,
-  ``model.export(path, format="onnx"|"pt2")``: on every model.
+  ``model.export(path, format="onnx"|"pt2")``: on every model; the first three also on
+  :class:`~perceiverio.tasks.causal.CausalLanguageModel` (not a PerceiverIO subclass).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..core.perceiver import PerceiverIO
+from ..tasks.causal import CausalLanguageModel
 from ..tasks.flow import OpticalFlow
 from ..tasks.image import ImageClassifier
 from ..tasks.language import MaskedLanguageModel, MultitaskClassifier, SequenceClassifier
@@ -195,6 +197,11 @@ def install() -> None:
     PerceiverIO.save_pretrained = save_pretrained
     PerceiverIO.push_to_hub = push_to_hub
     PerceiverIO.export = export
+    # Perceiver AR is not a PerceiverIO subclass: the same checkpoint methods (no transformers/Haiku converter
+    # methods: its official weights load through perceiverio.weights.causal)
+    CausalLanguageModel.from_pretrained = classmethod(from_pretrained)
+    CausalLanguageModel.save_pretrained = save_pretrained
+    CausalLanguageModel.push_to_hub = push_to_hub
 
 
 install()

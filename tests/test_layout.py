@@ -17,6 +17,7 @@ PACKAGE = Path(perceiverio.__file__).parent
 # ("perceiverio": names taken from the facade ``perceiverio/__init__.py``, which imports everything)
 LAYERS = {
     "tokenizer": 0,
+    "files": 0,
     "core": 0,
     "adapters": 1,
     "tasks": 2,

@@ -9,34 +9,24 @@ The arrays are probabilities as :class:`perceiverio.core.AttentionMaps` holds th
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import files
+
 CMAP = "inferno"
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """``fig`` as a PNG at ``path``: written to a temporary file next to it, then renamed (never half a file)."""
+    """``fig`` as a PNG at ``path`` (tight bounding box), written atomically; the figure is closed either way."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return files.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
 
 
 def _figure(*args, **kwargs):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import files
 
 PANEL_SIZE = (480, 320)  # pixels per panel (width, height)
 COLUMNS = 3  # panels per row
@@ -146,18 +147,8 @@ def _panel(ax, name: str, members: list[Curve]) -> None:
 
 
 def save_figure(fig, out: Path) -> None:
-    """Save ``fig`` as a PNG to ``out`` through a temporary file in the same folder and a rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Save ``fig`` as a PNG to ``out``, atomically."""
+    files.save_figure(fig, out, dpi=DPI)
 
 
 def find_metrics(run_dir: str | os.PathLike) -> tuple[Path, int]:

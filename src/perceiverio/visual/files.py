@@ -1,32 +1,20 @@
-"""Atomic file writes for the pictures and media: write to a temporary file beside the target, then rename, so a
-reader sees the old file or the new one, never part of one."""
+"""Atomic writes of pictures, media and text (:func:`perceiverio.files.atomic_write`)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
+from ..files import atomic_write
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:
-    """Write ``path`` through ``write(temporary path)`` and rename it into place; returns ``path``. The temporary
-    file keeps ``suffix`` (so writers that pick a format by the name, such as PyAV's, see the right one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+__all__ = ["atomic_write", "save_figure", "write_text"]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig: object) -> Path:
+    """``fig`` as a PNG at ``path``, atomically (``savefig``: matplotlib's options, e.g. ``dpi``)."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig))

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..core.latents import check_num_latents
 from ..core.perceiver import PerceiverIO
+from ..files import TMP_SUFFIX, atomic_write
 from ..tasks import (
     CausalLanguageModel,
     ImageClassifier,
@@ -45,7 +46,6 @@ from .build import assign_weights, check_fits, empty_model
 
 FORMAT = "perceiverio-checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-TMP_SUFFIX = ".tmp"  # temporary files of the atomic writes: .<name>.<random>.tmp
 STALE_SECONDS = 3600.0  # such a file this old was left by an interrupted write
 
 
@@ -95,23 +95,6 @@ def config_from_dict(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: config_from_dict(v) for k, v in data.items()}
     return data
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``write(temporary path)`` and rename: a reader sees the old file or the new one, never
-    part of one. The temporary file has a unique name of our pattern (``.<name>.<random>.tmp``, see
-    :func:`remove_stale_temporaries`) and is removed whatever happens before the rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # gone already after the rename
 
 
 def remove_stale_temporaries(directory: str | os.PathLike, older_than: float = STALE_SECONDS) -> list[Path]:

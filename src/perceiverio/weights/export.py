@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from .checkpoint import atomic_write
+from ..files import atomic_write
 from .export_inputs import BATCH, EXAMPLE_BATCH, LENGTH, ExportModule, ExportSignature, signature
 
 FORMATS = ("onnx", "pt2")

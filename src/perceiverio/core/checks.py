@@ -88,8 +88,9 @@ def check_indices(index: object, name: str) -> torch.Tensor:
     return index.long()
 
 
-def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "input_ids") -> torch.Tensor:
-    """An integer tensor ``[B, L]`` with B, L > 0, L <= ``max_length`` and every id in [0, vocab_size)."""
+def check_token_ids(ids: object, vocab_size: int, max_length: int | None, name: str = "input_ids") -> torch.Tensor:
+    """An integer tensor ``[B, L]`` with B, L > 0, L <= ``max_length`` (None: any length) and every id in
+    [0, vocab_size), as int64."""
     if not isinstance(ids, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B, L], got {type(ids).__name__}")
     if ids.dim() != 2:
@@ -98,7 +99,7 @@ def check_token_ids(ids: object, vocab_size: int, max_length: int, name: str = "
         raise ValueError(f"{name} must be an integer tensor (token ids), got dtype {ids.dtype}")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"{name} must have a non-empty batch and length, got shape {tuple(ids.shape)}")
-    if ids.shape[1] > max_length:
+    if max_length is not None and ids.shape[1] > max_length:
         raise ValueError(f"{name} has length {ids.shape[1]}, more than the model's max_seq_len {max_length}")
     check_range(ids, 0, vocab_size, name)
     return ids.long()

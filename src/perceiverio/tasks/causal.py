@@ -26,8 +26,8 @@ from torch import nn
 from ..core.blocks import LAYER_NORM_EPS
 from ..core.causal import right_aligned_causal_mask
 from ..core.causal_blocks import CausalCrossAttentionBlock, CausalSelfAttentionBlock, KeyValues
-from ..core.checks import check_mask, check_range
-from ..core.config import Activation, check_choice
+from ..core.checks import check_mask, check_range, check_token_ids
+from ..core.config import Activation, check_choice, check_positive
 from ..tokenizer import VOCAB_SIZE
 from . import sampling
 from .outputs import IGNORE_INDEX
@@ -58,7 +58,8 @@ class CausalLanguageModelConfig:
     zero_init_output: bool = True  # official final_layer_init_zeros: a fresh model predicts uniform bytes
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive(
+            self,
             "vocab_size",
             "max_context",
             "num_latents",
@@ -68,10 +69,7 @@ class CausalLanguageModelConfig:
             "num_self_attention_heads",
             "cross_attention_widening_factor",
             "self_attention_widening_factor",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{type(self).__name__}.{name} must be a positive int, got {value!r}")
+        )
         if self.num_self_attention_layers < 0:
             raise ValueError(f"num_self_attention_layers must be >= 0, got {self.num_self_attention_layers}")
         if self.num_latents > self.max_context:
@@ -182,7 +180,7 @@ class CausalLanguageModel(nn.Module):
         cross-entropy against ``labels`` shifted by one, over the positions whose next label is known and not -100
         (padding, where ``attention_mask`` is 0, is ignored too). Pad on the left: padded positions are hidden
         from every real position."""
-        ids = check_ids(input_ids, self.config.vocab_size)
+        ids = check_token_ids(input_ids, self.config.vocab_size, None)  # any length: see forward
         mask = check_mask(attention_mask, tuple(ids.shape), "attention_mask", like="input_ids")
         if labels is not None:
             labels = check_labels(labels, tuple(ids.shape))
@@ -274,20 +272,6 @@ class CausalLanguageModel(nn.Module):
         return sampling.generate(
             self, prompt_ids, max_new_tokens, temperature, top_k, top_p, stop_bytes, seed, generator, use_cache
         )
-
-
-def check_ids(ids: object, vocab_size: int, name: str = "input_ids") -> torch.Tensor:
-    """An integer tensor ``[B, L]`` with B, L > 0 and every id in [0, vocab_size) (any length: see forward)."""
-    if not isinstance(ids, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [B, L], got {type(ids).__name__}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape [B, L] (rank 2), got shape {tuple(ids.shape)}")
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor (token ids), got dtype {ids.dtype}")
-    if 0 in ids.shape:
-        raise ValueError(f"{name} must have a non-empty batch and length, got shape {tuple(ids.shape)}")
-    check_range(ids, 0, vocab_size, name)
-    return ids.long()
 
 
 def check_labels(labels: object, shape: tuple[int, int]) -> torch.Tensor:

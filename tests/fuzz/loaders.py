@@ -215,37 +215,48 @@ def _haiku() -> dict:
     return to_haiku(model("mlm"))
 
 
+HAIKU_OPS = ["drop_module", "drop", "add", "reshape", "str", "object", "nested", "scalar"]
+
+
 @st.composite
-def haiku_damages(draw) -> tuple[str, Damage]:
-    params = _haiku()
+def haiku_damages(draw, params_of=None, prefix: str = "haiku") -> tuple[str, Damage]:
+    """A damage to one parameter of a ``{module: {name: array}}`` tree (default: the tiny MLM's)."""
+    params = (params_of or _haiku)()
     module = draw(st.sampled_from(sorted(params)))
     name = draw(st.sampled_from(sorted(params[module])))
-    op = draw(st.sampled_from(["drop_module", "drop", "add", "reshape", "str", "object", "nested", "scalar"]))
-    return f"haiku:{op}", Damage(op, (module, name), (module, name))
+    op = draw(st.sampled_from(HAIKU_OPS))
+    return f"{prefix}:{op}", Damage(op, (module, name), (module, name))
+
+
+def _damaged(source: dict, damage) -> dict:
+    """A copy of the parameter tree ``source`` with ``damage`` (from :func:`haiku_damages`) applied."""
+    params = {m: dict(p) for m, p in source.items()}
+    if damage is None:
+        return params
+    module, name = damage.detail
+    if damage.what == "drop_module":
+        del params[module]
+    elif damage.what == "drop":
+        del params[module][name]
+    elif damage.what == "add":
+        params[module][name + "_extra"] = np.zeros(3, np.float32)
+    elif damage.what == "reshape":
+        params[module][name] = np.zeros((*[d + 1 for d in params[module][name].shape], 2), np.float32)
+    elif damage.what == "str":
+        params[module][name] = np.array(["a"] * params[module][name].size).reshape(params[module][name].shape)
+    elif damage.what == "object":
+        params[module][name] = object()
+    elif damage.what == "nested":
+        params[module][name] = {"inner": params[module][name]}
+    else:
+        params[module][name] = 3.0
+    return params
 
 
 def _from_haiku(damage):
     from perceiverio import MaskedLanguageModel
 
-    params = {m: dict(p) for m, p in _haiku().items()}
-    if damage is not None:
-        module, name = damage.detail
-        if damage.what == "drop_module":
-            del params[module]
-        elif damage.what == "drop":
-            del params[module][name]
-        elif damage.what == "add":
-            params[module][name + "_extra"] = np.zeros(3, np.float32)
-        elif damage.what == "reshape":
-            params[module][name] = np.zeros((*[d + 1 for d in params[module][name].shape], 2), np.float32)
-        elif damage.what == "str":
-            params[module][name] = np.array(["a"] * params[module][name].size).reshape(params[module][name].shape)
-        elif damage.what == "object":
-            params[module][name] = object()
-        elif damage.what == "nested":
-            params[module][name] = {"inner": params[module][name]}
-        else:
-            params[module][name] = 3.0
+    params = _damaged(_haiku(), damage)
     return MaskedLanguageModel.from_haiku(params, config=model("mlm").config)
 
 
@@ -264,15 +275,6 @@ def _ar_params() -> dict:
     return nested
 
 
-@st.composite
-def ar_damages(draw) -> tuple[str, Damage]:
-    params = _ar_params()
-    module = draw(st.sampled_from(sorted(params)))
-    name = draw(st.sampled_from(sorted(params[module])))
-    op = draw(st.sampled_from(["drop_module", "drop", "add", "reshape", "str", "object", "nested", "scalar"]))
-    return f"ar:{op}", Damage(op, (module, name), (module, name))
-
-
 def _causal_from_haiku(damage):
     from perceiverio import CausalLanguageModelConfig
     from perceiverio.weights.causal import causal_model_from_haiku
@@ -281,25 +283,7 @@ def _causal_from_haiku(damage):
         vocab_size=262, max_context=32, num_latents=8, num_input_channels=32, num_latent_channels=32,
         num_cross_attention_heads=2, num_self_attention_heads=2, max_wavelength=32,
     )  # fmt: skip
-    params = {m: dict(p) for m, p in _ar_params().items()}
-    if damage is not None:
-        module, name = damage.detail
-        if damage.what == "drop_module":
-            del params[module]
-        elif damage.what == "drop":
-            del params[module][name]
-        elif damage.what == "add":
-            params[module][name + "_extra"] = np.zeros(3, np.float32)
-        elif damage.what == "reshape":
-            params[module][name] = np.zeros((*[d + 1 for d in params[module][name].shape], 2), np.float32)
-        elif damage.what == "str":
-            params[module][name] = np.array(["a"] * params[module][name].size).reshape(params[module][name].shape)
-        elif damage.what == "object":
-            params[module][name] = object()
-        elif damage.what == "nested":
-            params[module][name] = {"inner": params[module][name]}
-        else:
-            params[module][name] = 3.0
+    params = _damaged(_ar_params(), damage)
     return causal_model_from_haiku(params, config)
 
 
@@ -320,6 +304,6 @@ LOADER_ENTRY_POINTS = [
     EntryPoint(
         "causal_model_from_haiku",
         _causal_from_haiku,
-        {"damage": Arg(lambda rng: None, kind="value", optional=True, draws=ar_damages())},
+        {"damage": Arg(lambda rng: None, kind="value", optional=True, draws=haiku_damages(_ar_params, "ar"))},
     ),
 ]

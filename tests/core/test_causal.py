@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from perceiverio.core.causal import apply_rotary, right_aligned_causal_mask, rotary_frequencies, rotated_channels
+from perceiverio.core.causal_blocks import KeyValueCache
 
 
 def test_right_aligned_mask_closed_form():
@@ -66,3 +67,17 @@ def test_rotary_scores_depend_on_position_differences_only():
 
     assert torch.allclose(score(7, 3), score(104, 100), atol=1e-4)
     assert not torch.allclose(score(7, 3), score(3, 7), atol=1e-3)  # rotation direction matters
+
+
+def test_key_value_cache_extends_in_place_like_cat():
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(2, 3, 5, 4, generator=g), torch.randn(2, 3, 5, 6, generator=g)
+    cache = KeyValueCache((k, v), capacity=7)
+    buffer = cache.k
+    for step in range(6):  # fills the 7 positions, then grows (doubling) and goes on
+        nk, nv = torch.randn(2, 3, 1, 4, generator=g), torch.randn(2, 3, 1, 6, generator=g)
+        k, v = torch.cat((k, nk), dim=2), torch.cat((v, nv), dim=2)
+        got_k, got_v = cache.extend(nk, nv)
+        assert torch.equal(got_k, k) and torch.equal(got_v, v)
+        assert (cache.k is buffer) == (step < 2)  # written in place while there is room
+    assert cache.length == 11 and cache.k.shape[2] == 16

@@ -130,10 +130,12 @@ def test_step_equals_the_last_row_of_encode():
     model = make()
     x = ids(2, 30)
     full, _ = model.encode(x, 10)
-    _, caches = model.encode(x[:, :-1], 9)
-    logits, caches = model.step(x[:, -1:], 29, caches)
+    _, kv = model.encode(x[:, :-1], 9)
+    caches = model.start_cache(kv, 0)  # full buffers: the first step grows them
+    logits = model.step(x[:, -1:], 29, caches)
     assert torch.allclose(logits, full[:, -1], atol=1e-5)
-    assert caches[0][0].shape[2] == 30 and caches[1][0].shape[2] == 10
+    assert caches[0].length == 30 and caches[1].length == 10
+    assert torch.equal(caches[0].keys_values()[0][:, :, :29], kv[0][0])  # the kept keys, unchanged
 
 
 @pytest.mark.parametrize(

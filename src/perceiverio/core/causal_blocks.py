@@ -22,6 +22,33 @@ from .config import Activation
 KeyValues = tuple[torch.Tensor, torch.Tensor]  # ([B, h, M, d], [B, h, M, e]), keys rotated
 
 
+class KeyValueCache:
+    """Keys ``[B, h, T, d]`` and values ``[B, h, T, e]`` kept in buffers of ``capacity`` positions, so appending a
+    token writes in place instead of copying all T kept positions (``torch.cat``), which at long contexts costs
+    more than the step's arithmetic. :meth:`extend` returns views of the first T positions; they stay valid until
+    the next ``extend``. The buffers double when full."""
+
+    def __init__(self, kv: KeyValues, capacity: int = 0) -> None:
+        k, v = kv
+        self.length = k.shape[2]
+        self.k = k.new_empty(*k.shape[:2], max(capacity, self.length), k.shape[3])
+        self.v = v.new_empty(*v.shape[:2], max(capacity, self.length), v.shape[3])
+        self.k[:, :, : self.length], self.v[:, :, : self.length] = k, v
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> KeyValues:  # [B, h, t, d], [B, h, t, e]
+        """Append ``t`` positions; all kept keys/values ``([B, h, T + t, d], [B, h, T + t, e])``."""
+        end = self.length + k.shape[2]
+        if end > self.k.shape[2]:  # grow: one copy, amortised over as many steps as were kept
+            grown = KeyValueCache(self.keys_values(), 2 * end)
+            self.k, self.v = grown.k, grown.v
+        self.k[:, :, self.length : end], self.v[:, :, self.length : end] = k, v
+        self.length = end
+        return self.keys_values()
+
+    def keys_values(self) -> KeyValues:
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+
 class RotaryAttention(nn.Module):
     """Multi-head attention whose queries and keys are rotated at their positions (first ``rotary_fraction`` of
     each head's q/k channels); Q, K, V and the output projection have biases."""
@@ -107,7 +134,7 @@ class CausalCrossAttentionBlock(nn.Module):
 
 class CausalSelfAttentionBlock(nn.Module):
     """Causal latent self-attention; ``past`` keys/values (earlier latents, kept from previous calls) are attended
-    before the new ones; returns the output and all keys/values (past + new) for the next call."""
+    before the new ones and the new ones are appended to it in place; returns the output and all keys/values."""
 
     def __init__(
         self,
@@ -131,12 +158,12 @@ class CausalSelfAttentionBlock(nn.Module):
         self,
         z: torch.Tensor,  # [B, O, D]
         positions: torch.Tensor,  # [B|1, O]
-        past: KeyValues | None = None,  # ([B, h, P, d], [B, h, P, d])
+        past: KeyValueCache | None = None,  # P kept positions ([B, h, P, d], [B, h, P, d])
         mask: torch.Tensor | None = None,  # bool [B|1, 1, O, P + O]
     ) -> tuple[torch.Tensor, KeyValues]:
         h = self.norm(z)
         k, v = self.attention.keys_values(h, positions)
         if past is not None:
-            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+            k, v = past.extend(k, v)
         x = z + self.dropout(self.attention(h, positions, (k, v), mask))
         return x + self.mlp(self.mlp_norm(x)), (k, v)

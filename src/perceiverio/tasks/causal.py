@@ -25,7 +25,7 @@ from torch import nn
 
 from ..core.blocks import LAYER_NORM_EPS
 from ..core.causal import right_aligned_causal_mask
-from ..core.causal_blocks import CausalCrossAttentionBlock, CausalSelfAttentionBlock, KeyValues
+from ..core.causal_blocks import CausalCrossAttentionBlock, CausalSelfAttentionBlock, KeyValueCache, KeyValues
 from ..core.checks import check_mask, check_range, check_token_ids
 from ..core.config import Activation, check_choice, check_positive
 from ..tokenizer import VOCAB_SIZE
@@ -226,22 +226,24 @@ class CausalLanguageModel(nn.Module):
             caches.append(layer_kv)
         return self.logits(z), caches
 
+    def start_cache(self, caches: list[KeyValues], extra: int) -> list[KeyValueCache]:
+        """The keys/values of :meth:`encode` in buffers with room for ``extra`` more positions, for :meth:`step`."""
+        return [KeyValueCache(kv, kv[0].shape[2] + extra) for kv in caches]
+
     def step(
-        self, token: torch.Tensor, position: int, caches: list[KeyValues]
-    ) -> tuple[torch.Tensor, list[KeyValues]]:  # [B, 1] -> [B, V], caches one longer
+        self, token: torch.Tensor, position: int, caches: list[KeyValueCache]
+    ) -> torch.Tensor:  # [B, 1] -> [B, V]; caches one longer
         """One new token at window ``position`` (the caches' length): its embedding joins the cross-attention's
-        keys/values, its latent attends to them and to the cached latents of every layer. Equals the last row of
-        :meth:`encode` over the window with this token appended and the cached latents plus this one."""
+        keys/values, its latent attends to them and to the cached latents of every layer (both caches grow in
+        place, see :meth:`start_cache`). Equals the last row of :meth:`encode` over the window with this token
+        appended and the cached latents plus this one."""
         x = self.embedding(token)  # [B, 1, C]
         pos = torch.full((1, 1), position, device=token.device)  # [1, 1]
-        k, v = self.cross_attention.keys_values(x, pos)
-        kv = (torch.cat((caches[0][0], k), dim=2), torch.cat((caches[0][1], v), dim=2))
+        kv = caches[0].extend(*self.cross_attention.keys_values(x, pos))  # [B, h, M + 1, d]
         z = self.cross_attention(self.to_latents(x), pos, kv)  # [B, 1, D]: the newest position sees every input
-        new = [kv]
         for layer, past in zip(self.self_attention, caches[1:], strict=True):
-            z, layer_kv = layer(z, pos, past)
-            new.append(layer_kv)
-        return self.logits(z)[:, 0], new
+            z, _ = layer(z, pos, past)
+        return self.logits(z)[:, 0]
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, V]
         h = self.norm(z)

@@ -98,10 +98,12 @@ def generate(
                 if fresh:
                     start, latents = window_after_reencoding(length, c.max_context, c.num_latents, start is None)
                 if fresh or not use_cache:
-                    all_logits, caches = model.encode(ids[:, start:], length - latents)
+                    all_logits, kv = model.encode(ids[:, start:], length - latents)
                     logits = all_logits[:, -1]  # [B, V]
+                    if use_cache:  # room up to the next re-encoding: max_context inputs, N latents
+                        caches = model.start_cache(kv, max(c.max_context - (length - start), c.num_latents))
                 else:
-                    logits, caches = model.step(ids[:, -1:], length - 1 - start, caches)
+                    logits = model.step(ids[:, -1:], length - 1 - start, caches)
                 token = choose(logits, temperature, top_k, top_p, generator).masked_fill(done, PAD_ID)  # [B]
                 ids = torch.cat((ids, token[:, None]), dim=1)
                 if stop_ids is not None:

@@ -6,6 +6,7 @@
     python benchmarks/bench.py --cases sweep_m --sizes 4096,65536,1048576 --impls ours,hf
     python benchmarks/bench.py --compile                         # adds torch.compile variants
     python benchmarks/bench.py --cases kinetics --impls ours --modes forward --compiled-only
+    python benchmarks/bench.py --cases ar --precisions fp32 --reps 3 # Perceiver AR at context 1k/4k/16k
     python benchmarks/report.py                                  # docs/benchmarks.md + the plot from the JSON
 
 Method. Every (configuration, mode, precision, compile) cell starts one fresh worker process per implementation;
@@ -49,7 +50,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench.json"
-DEFAULT_SIZES = {"sweep_m": [2**k for k in range(12, 21, 2)], "sweep_o": [2**k for k in range(12, 21, 2)]}
+DEFAULT_SIZES = {
+    "sweep_m": [2**k for k in range(12, 21, 2)],
+    "sweep_o": [2**k for k in range(12, 21, 2)],
+    "ar": [1024, 4096, 16384],  # context length L, 256 latents
+}
 DEFAULT_MODES = {
     "mlm": ["forward", "train", "train_lean"],
     "imagenet": ["forward", "train"],
@@ -57,8 +62,10 @@ DEFAULT_MODES = {
     "kinetics": ["forward", "train"],
     "sweep_m": ["forward", "train"],
     "sweep_o": ["forward", "train"],
+    "ar": ["train", "forward", "generate", "generate_uncached"],
 }
-MODES = ("forward", "train", "train_lean")
+MODES = ("forward", "train", "train_lean", "generate", "generate_uncached")
+MODE_IMPLS = {"generate_uncached": ("ours",)}  # the others have no cache: their "generate" is uncached
 
 
 # ------------------------------------------------------------------------------------------------- worker
@@ -120,6 +127,11 @@ def _worker(conn, spec: dict) -> None:
         )
         fn = case.loss if train else case.forward
         scale = 1.0 if train else case.scale  # the scale stands for transformers' chunked Kinetics inference loop
+        if spec["mode"] in case.extra:  # generation: the time per new byte
+            fn, items = case.extra[spec["mode"]]
+            scale = 1.0 / items
+        elif spec["mode"] not in ("forward", "train", "train_lean"):
+            fn = None
         if fn is None:
             raise ValueError(f"{spec['case']} has no {spec['mode']} mode")
         if spec["compile"]:
@@ -306,11 +318,11 @@ def _key(rec: dict) -> tuple:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(HERE))
-    from cases import IMPLS, PRESETS, SWEEPS
+    from cases import AR, IMPLS, PRESETS, SWEEPS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=",".join(PRESETS + SWEEPS))
-    p.add_argument("--impls", default="ours,hf,lucidrains", help="those that apply to each case")
+    p.add_argument("--impls", default="ours,hf,lucidrains,transformer", help="those that apply to each case")
     p.add_argument("--modes", default=None, help=f"a subset of {','.join(MODES)} (default: per case)")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
@@ -348,11 +360,12 @@ def main(argv: list[str] | None = None) -> None:
         modes = args.modes.split(",") if args.modes else DEFAULT_MODES[case]
         sizes = (
             ([int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT_SIZES[case])
-            if case in SWEEPS
+            if case in SWEEPS + AR
             else [None]
         )
         for size in sizes:
             for mode in modes:
+                mode_impls = [i for i in impls if i in MODE_IMPLS.get(mode, impls)]
                 for precision in precisions:
                     for compiled in [True] if args.compiled_only else [False, True] if args.compile else [False]:
                         cell = {
@@ -363,10 +376,11 @@ def main(argv: list[str] | None = None) -> None:
                             "compile": compiled,
                             "threads": args.threads,
                             "min_seconds": args.min_seconds,
-                            "count_flops": not args.no_flops and not compiled,
+                            # AR: none (the math backend's L x L attention matrices do not fit at 16k)
+                            "count_flops": not args.no_flops and not compiled and case not in AR,
                         }
                         log(f"{case} size={size} {mode} {precision}{' compiled' if compiled else ''}")
-                        for rec in run_cell(cell, impls, args.reps, log):
+                        for rec in run_cell(cell, mode_impls, args.reps, log):
                             eager = records.get(_key({**rec, "compile": False}), {})
                             if rec.get("flops") is None and eager.get("flops"):
                                 rec["flops"] = eager["flops"]  # compiled cells reuse the eager count

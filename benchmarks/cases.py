@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from cases_ar import ar_case
 from torch import nn
 
 PRESETS = ("mlm", "imagenet", "flow", "kinetics")
 SWEEPS = ("sweep_m", "sweep_o")
+AR = ("ar",)  # Perceiver AR against perceiver-ar-pytorch and a decoder-only Transformer: cases_ar.py
 IMPLS = {
+    "ar": ("ours", "lucidrains", "transformer"),
     "mlm": ("ours", "hf"),
     "imagenet": ("ours", "hf"),
     "flow": ("ours", "hf"),
@@ -46,6 +49,8 @@ class Case:
     params: int
     note: str = ""
     scale: float = 1.0  # measured time x scale = the configuration's time (transformers' chunked Kinetics loop)
+    # further modes: name -> (call, items it makes); the time is reported per item (generation: per new byte)
+    extra: dict[str, tuple[Callable[[], torch.Tensor], int]] = field(default_factory=dict)
 
 
 def _params(model: nn.Module) -> int:
@@ -61,9 +66,14 @@ def build(case: str, impl: str, size: int | None = None) -> Case:
         "kinetics": _kinetics,
         "sweep_m": _sweep_m,
         "sweep_o": _sweep_o,
+        "ar": _ar,
     }[case](impl, size)
     gc.collect()
     return built
+
+
+def _ar(impl: str, size: int | None) -> Case:
+    return ar_case(Case, impl, size, _params)
 
 
 # ------------------------------------------------------------------------------------------------ presets

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "generation.md"
+PNG = HERE.parent / "docs" / "pictures" / "perceiver-ar-cost.png"
 START, END = "<!-- ar-bench:start -->", "<!-- ar-bench:end -->"
 IMPLS = ("ours", "lucidrains", "transformer")
+NAMES = {"ours": "perceiverio", "lucidrains": "perceiver-ar-pytorch", "transformer": "decoder-only Transformer"}
 
 
 def _table(records: list[dict]) -> dict[tuple[str, int, str], dict]:
@@ -121,13 +124,61 @@ def targets(t: dict, sizes: list[int]) -> list[str]:
     return out
 
 
+def plot(data: dict, path: Path) -> bool:
+    """Training-step time, generation time per byte and live tensor peak of training against L (log-log)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    t = _table(data["records"])
+    sizes = sorted({size for _, size, _ in t})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    panels = (
+        ("train", "training step (s)", lambda r: r["median_s"]),
+        ("generate", "generation, s per new byte", lambda r: r["median_s"]),
+        ("train", "training: live tensor peak (GiB)", lambda r: r["tensor_peak_gib"]),
+    )
+    for ax, (mode, ylabel, value) in zip(axes, panels):
+        for color, impl in enumerate(IMPLS):
+            pts = [(s, value(t[(mode, s, impl)])) for s in sizes if (mode, s, impl) in t]
+            label = NAMES[impl] + (" (cached)" if mode == "generate" and impl == "ours" else "")
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=f"C{color}", label=label)
+            if mode == "generate" and impl == "ours":
+                pts = [
+                    (s, t[("generate_uncached", s, impl)]["median_s"])
+                    for s in sizes
+                    if ("generate_uncached", s, impl) in t
+                ]
+                if pts:
+                    ax.plot(*zip(*pts), "--", marker="o", color=f"C{color}", label=NAMES[impl] + " (uncached)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context L (bytes), 256 latents")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Perceiver AR against perceiver-ar-pytorch and a decoder-only Transformer (width 256, fp32, batch 1)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=HERE / "results" / "bench.json")
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--print", action="store_true", help="print the section instead of writing it into --doc")
     args = p.parse_args(argv)
-    section = render(json.loads(args.json.read_text()))
+    data = json.loads(args.json.read_text())
+    section = render(data)
+    if not args.print and plot(data, PNG):
+        link = Path(os.path.relpath(PNG, args.doc.parent)).as_posix()
+        section += f"\n\n![time and memory against the context]({link})"
     if args.print:
         print(section)
         return

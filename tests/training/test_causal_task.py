@@ -158,6 +158,19 @@ def test_fit_generate_and_test(tmp_path, monkeypatch, capsys):
     assert "val/bits_per_byte" in capsys.readouterr().out
 
 
+def test_data_windows_wider_than_the_latents_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "fit", "--config", str(CONFIG), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
+        "--model.max_context", "64", "--data.max_context", "64", "--model.num_latents", "8",
+        "--data.num_latents", "16", "--model.num_self_attention_layers", "1", "--data.batch_size", "4",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    message = str(e.value.code)
+    assert "data.num_latents (16)" in message and "model.num_latents (8)" in message and "\n" not in message
+
+
 def test_generate_errors_are_one_line(tmp_path, capsys):
     CausalLanguageModel(CausalLanguageModelConfig.tiny()).save_pretrained(tmp_path / "m")
     for argv, name in [

@@ -71,6 +71,10 @@ class CausalLanguageModelTask(EvaluatedTask):
         self.generate_seed = generate_seed
         self.val_nats, self.val_correct = RatioMetric(), RatioMetric()
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        check_windows(self.model_config, self.trainer.datamodule if self._trainer is not None else None)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         nats, _, count = next_byte_stats(self, batch)
         loss = nats / count.clamp(min=1)
@@ -103,6 +107,19 @@ class CausalLanguageModelTask(EvaluatedTask):
             )
             texts.append(decode_bytes(out))
         return {"kind": "generation", "index": batch_value(batch, "index"), "text": texts}
+
+
+def check_windows(config: CausalLanguageModelConfig, datamodule: Any) -> None:
+    """A ValueError when the data module's scoring windows hold more new bytes (its ``num_latents``) than the model
+    predicts per window (its N latents): the bytes before the model's last N would never be scored, and
+    ``bits_per_byte`` would silently cover part of the text. Nothing to check without a data module that says."""
+    n = getattr(datamodule, "num_latents", None)
+    if isinstance(n, int) and n > config.num_latents:
+        raise ValueError(
+            f"data.num_latents ({n}) is larger than model.num_latents ({config.num_latents}): each validation window "
+            f"scores {n} bytes but the model predicts only its last {config.num_latents}; give the data module the "
+            f"model's num_latents (--data.num_latents {config.num_latents})"
+        )
 
 
 def decode_bytes(ids: torch.Tensor) -> str:

@@ -136,11 +136,12 @@ def run_official_layout(model: CausalLanguageModel, golden: dict[str, torch.Tens
     x = model.embedding(ids)  # [B, M, C]
     z = model.to_latents(torch.gather(x, 1, steps[..., None].expand(-1, -1, x.shape[-1])))  # [B, N, D]
     latent_positions = torch.gather(positions, 1, steps)  # [B, N]
-    kv = model.cross_attention.keys_values(x, positions)
-    stages = {"act/cross_attention": model.cross_attention(z, latent_positions, kv, bias(golden["encoder_mask"]))}
+    kv = model.cross_attention.keys_values(x, model.cross_attention.rotation(positions))
+    latent_rotation = model.cross_attention.rotation(latent_positions)
+    stages = {"act/cross_attention": model.cross_attention(z, latent_rotation, kv, bias(golden["encoder_mask"]))}
     z = stages["act/cross_attention"]
     for i, layer in enumerate(model.self_attention):
-        z, _ = layer(z, latent_positions, None, bias(golden["processor_mask"]))
+        z, _ = layer(z, layer.rotation(latent_positions), None, bias(golden["processor_mask"]))
         stages["act/self_attention" + (f"_{i}" if i else "")] = z
     stages["logits"] = model.logits(z)
     return stages

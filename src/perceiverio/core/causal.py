@@ -54,20 +54,37 @@ def rotary_frequencies(num_rotated: int, max_wavelength: float) -> torch.Tensor:
     return float(max_wavelength) ** -exponents
 
 
+Rotation = tuple[torch.Tensor, torch.Tensor]  # (cos, sin) [B|1, 1, T, r/2] float32: the angles of T positions
+
+
+def rotary_angles(positions: torch.Tensor, num_rotated: int, max_wavelength: float) -> Rotation:
+    """``(cos θ, sin θ)`` with ``θ = positions · ω_i`` for ``positions [B|1, T]``: computed once per set of
+    positions and shared by every layer that rotates the same number of channels (:func:`rotate`)."""
+    omega = rotary_frequencies(num_rotated, max_wavelength).to(device=positions.device, dtype=torch.float32)  # [r/2]
+    angles = positions.to(torch.float32)[:, None, :, None] * omega  # [B|1, 1, T, r/2]
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, rotation: Rotation) -> torch.Tensor:  # [B, h, T, d] -> [B, h, T, d]
+    """Rotate channel pairs ``(2i, 2i+1)`` of the first ``r`` channels (``r/2`` = the angles' last size):
+    ``(a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ)``; the remaining channels unchanged."""
+    cos, sin = rotation
+    num_rotated = 2 * cos.shape[-1]
+    if num_rotated == 0:
+        return x
+    pairs = x[..., :num_rotated].float().unflatten(-1, (num_rotated // 2, 2))  # [B, h, T, r/2, 2]
+    a, b = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)  # [B, h, T, r]
+    return torch.cat((rotated.to(x.dtype), x[..., num_rotated:]), dim=-1)
+
+
 def apply_rotary(
     x: torch.Tensor,  # [B, h, T, d]
     positions: torch.Tensor,  # [B or 1, T] integer or float positions
     num_rotated: int,
     max_wavelength: float,
 ) -> torch.Tensor:  # [B, h, T, d]
-    """Rotate channel pairs ``(2i, 2i+1)`` of the first ``num_rotated`` channels by ``positions · ω_i``:
-    ``(a, b) -> (a cos θ - b sin θ, b cos θ + a sin θ)``; the remaining channels unchanged."""
+    """:func:`rotate` by the angles of ``positions`` (:func:`rotary_angles`)."""
     if num_rotated == 0:
         return x
-    omega = rotary_frequencies(num_rotated, max_wavelength).to(device=x.device, dtype=torch.float32)  # [r/2]
-    angles = positions.to(torch.float32)[:, None, :, None] * omega  # [B, 1, T, r/2]
-    cos, sin = angles.cos(), angles.sin()
-    pairs = x[..., :num_rotated].float().unflatten(-1, (num_rotated // 2, 2))  # [B, h, T, r/2, 2]
-    a, b = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)  # [B, h, T, r]
-    return torch.cat((rotated.to(x.dtype), x[..., num_rotated:]), dim=-1)
+    return rotate(x, rotary_angles(positions, num_rotated, max_wavelength))

@@ -16,7 +16,7 @@ from torch import nn
 
 from .attention import attend
 from .blocks import LAYER_NORM_EPS, MLP
-from .causal import apply_rotary, rotated_channels
+from .causal import Rotation, rotary_angles, rotate, rotated_channels
 from .config import Activation
 
 KeyValues = tuple[torch.Tensor, torch.Tensor]  # ([B, h, M, d], [B, h, M, e]), keys rotated
@@ -76,19 +76,22 @@ class RotaryAttention(nn.Module):
         self.v_proj = nn.Linear(num_kv_channels, num_v_channels)
         self.o_proj = nn.Linear(num_v_channels, num_output_channels)
 
-    def keys_values(self, x_kv: torch.Tensor, positions: torch.Tensor) -> KeyValues:  # [B, M, C], [B|1, M]
+    def rotation(self, positions: torch.Tensor) -> Rotation:  # [B|1, T] -> ([B|1, 1, T, r/2], ...)
+        """The rotary angles of ``positions`` for this attention (compute once, pass to every call at them)."""
+        return rotary_angles(positions, self.num_rotated, self.max_wavelength)
+
+    def keys_values(self, x_kv: torch.Tensor, rotation: Rotation) -> KeyValues:  # [B, M, C], angles of M positions
         """Rotated keys ``[B, h, M, d]`` and values ``[B, h, M, e]`` of an (already normalised) key/value array."""
-        k = apply_rotary(self._split(self.k_proj(x_kv)), positions, self.num_rotated, self.max_wavelength)
-        return k, self._split(self.v_proj(x_kv))
+        return rotate(self._split(self.k_proj(x_kv)), rotation), self._split(self.v_proj(x_kv))
 
     def forward(
         self,
         x_q: torch.Tensor,  # [B, O, Cq], normalised
-        q_positions: torch.Tensor,  # [B|1, O]
+        q_rotation: Rotation,  # the angles of the O query positions
         kv: KeyValues,
         mask: torch.Tensor | None = None,  # bool [B|1, 1, O, M], True = attend
     ) -> torch.Tensor:  # [B, O, out]
-        q = apply_rotary(self._split(self.q_proj(x_q)), q_positions, self.num_rotated, self.max_wavelength)
+        q = rotate(self._split(self.q_proj(x_q)), q_rotation)
         out = attend(q, kv[0], kv[1], mask)  # [B, h, O, e]
         return self.o_proj(out.transpose(1, 2).flatten(2))
 
@@ -122,13 +125,17 @@ class CausalCrossAttentionBlock(nn.Module):
         self.mlp_norm = nn.LayerNorm(num_q_channels, eps=LAYER_NORM_EPS)
         self.mlp = MLP(num_q_channels, widening_factor, activation, dropout)
 
-    def keys_values(self, x_kv: torch.Tensor, positions: torch.Tensor) -> KeyValues:  # [B, M, C], [B|1, M]
-        return self.attention.keys_values(self.kv_norm(x_kv), positions)
+    def rotation(self, positions: torch.Tensor) -> Rotation:  # [B|1, T]
+        """The rotary angles of ``positions`` (for :meth:`keys_values` and :meth:`forward`)."""
+        return self.attention.rotation(positions)
+
+    def keys_values(self, x_kv: torch.Tensor, rotation: Rotation) -> KeyValues:  # [B, M, C], angles of M positions
+        return self.attention.keys_values(self.kv_norm(x_kv), rotation)
 
     def forward(
-        self, z: torch.Tensor, positions: torch.Tensor, kv: KeyValues, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:  # [B, O, D], [B|1, O] -> [B, O, D]
-        x = z + self.dropout(self.attention(self.q_norm(z), positions, kv, mask))
+        self, z: torch.Tensor, rotation: Rotation, kv: KeyValues, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:  # [B, O, D], angles of the O positions -> [B, O, D]
+        x = z + self.dropout(self.attention(self.q_norm(z), rotation, kv, mask))
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -154,16 +161,20 @@ class CausalSelfAttentionBlock(nn.Module):
         self.mlp_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
         self.mlp = MLP(d, widening_factor, activation, dropout)
 
+    def rotation(self, positions: torch.Tensor) -> Rotation:  # [B|1, T]
+        """The rotary angles of ``positions`` (for :meth:`forward`; the same for every layer of one model)."""
+        return self.attention.rotation(positions)
+
     def forward(
         self,
         z: torch.Tensor,  # [B, O, D]
-        positions: torch.Tensor,  # [B|1, O]
+        rotation: Rotation,  # the angles of the O positions
         past: KeyValueCache | None = None,  # P kept positions ([B, h, P, d], [B, h, P, d])
         mask: torch.Tensor | None = None,  # bool [B|1, 1, O, P + O]
     ) -> tuple[torch.Tensor, KeyValues]:
         h = self.norm(z)
-        k, v = self.attention.keys_values(h, positions)
+        k, v = self.attention.keys_values(h, rotation)
         if past is not None:
             k, v = past.extend(k, v)
-        x = z + self.dropout(self.attention(h, positions, (k, v), mask))
+        x = z + self.dropout(self.attention(h, rotation, (k, v), mask))
         return x + self.mlp(self.mlp_norm(x)), (k, v)

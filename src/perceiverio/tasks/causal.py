@@ -216,13 +216,15 @@ class CausalLanguageModel(nn.Module):
             kept = torch.rand(b, m, device=ids.device) >= p  # [B, M]: the paper's cross-attend (input) dropout
             visible = kept if visible is None else visible & kept
         cross_mask = right_aligned_causal_mask(num_latents, m, visible, ids.device)  # [B|1, 1, N, M]
-        kv = self.cross_attention.keys_values(x, positions)
-        z = self.cross_attention(z, latent_positions, kv, cross_mask)
+        rotation = self.cross_attention.rotation(positions)  # [1, 1, M, r/2] cos, sin: once for every layer
+        kv = self.cross_attention.keys_values(x, rotation)
+        z = self.cross_attention(z, tuple(t[:, :, m - num_latents :] for t in rotation), kv, cross_mask)
         caches = [kv]
         latent_keys = None if key_mask is None else key_mask[:, m - num_latents :]
         self_mask = right_aligned_causal_mask(num_latents, num_latents, latent_keys, ids.device)  # [B|1, 1, N, N]
+        rotation = self.self_attention[0].rotation(latent_positions) if self.self_attention else None
         for layer in self.self_attention:
-            z, layer_kv = layer(z, latent_positions, None, self_mask)
+            z, layer_kv = layer(z, rotation, None, self_mask)
             caches.append(layer_kv)
         return self.logits(z), caches
 
@@ -239,10 +241,12 @@ class CausalLanguageModel(nn.Module):
         appended and the cached latents plus this one."""
         x = self.embedding(token)  # [B, 1, C]
         pos = torch.full((1, 1), position, device=token.device)  # [1, 1]
-        kv = caches[0].extend(*self.cross_attention.keys_values(x, pos))  # [B, h, M + 1, d]
-        z = self.cross_attention(self.to_latents(x), pos, kv)  # [B, 1, D]: the newest position sees every input
+        rotation = self.cross_attention.rotation(pos)
+        kv = caches[0].extend(*self.cross_attention.keys_values(x, rotation))  # [B, h, M + 1, d]
+        z = self.cross_attention(self.to_latents(x), rotation, kv)  # [B, 1, D]: the newest position sees every input
+        rotation = self.self_attention[0].rotation(pos) if self.self_attention else None
         for layer, past in zip(self.self_attention, caches[1:], strict=True):
-            z, _ = layer(z, pos, past)
+            z, _ = layer(z, rotation, past)
         return self.logits(z)[:, 0]
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, N, V]

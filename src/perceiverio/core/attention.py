@@ -28,13 +28,19 @@ from . import cpu_attention
 from .config import Masking, check_choice
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+) -> torch.Tensor:
     """softmax(Q Kᵀ / sqrt(d)) V: ``q [B, h, O, d]``, ``k [B, h, M, d]``, ``v [B, h, M, e]`` -> ``[B, h, O, e]``.
 
     ``attn_mask``: bool (True = attend) or an additive float bias, broadcastable to ``[B, h, O, M]``; no row may be
-    fully masked. No path keeps an ``[O, M]`` tensor for backward. While ``torch.export`` traces, SDPA always (the
-    CPU paths size their chunks from B and M, which would fix the batch size and length of the exported graph).
+    fully masked. ``is_causal`` (O == M, no ``attn_mask``): query i sees keys <= i, through the fused kernel's own
+    causal mask, which skips the masked blocks. No path keeps an ``[O, M]`` tensor for backward. While
+    ``torch.export`` traces, SDPA always (the CPU paths size their chunks from B and M, which would fix the batch
+    size and length of the exported graph).
     """
+    if is_causal:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if q.device.type == "cpu" and not torch.compiler.is_exporting() and cpu_attention.beats_sdpa(q, k, v):
         return cpu_attention.attend(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)

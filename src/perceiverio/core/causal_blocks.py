@@ -90,9 +90,10 @@ class RotaryAttention(nn.Module):
         q_rotation: Rotation,  # the angles of the O query positions
         kv: KeyValues,
         mask: torch.Tensor | None = None,  # bool [B|1, 1, O, M], True = attend
+        is_causal: bool = False,  # O == M and no mask: query i sees keys <= i (the fused kernel's mask)
     ) -> torch.Tensor:  # [B, O, out]
         q = rotate(self._split(self.q_proj(x_q)), q_rotation)
-        out = attend(q, kv[0], kv[1], mask)  # [B, h, O, e]
+        out = attend(q, kv[0], kv[1], mask, is_causal)  # [B, h, O, e]
         return self.o_proj(out.transpose(1, 2).flatten(2))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, h·c] -> [B, h, T, c]
@@ -171,10 +172,11 @@ class CausalSelfAttentionBlock(nn.Module):
         rotation: Rotation,  # the angles of the O positions
         past: KeyValueCache | None = None,  # P kept positions ([B, h, P, d], [B, h, P, d])
         mask: torch.Tensor | None = None,  # bool [B|1, 1, O, P + O]
+        is_causal: bool = False,  # no past and no mask: plain causal attention among the O latents
     ) -> tuple[torch.Tensor, KeyValues]:
         h = self.norm(z)
         k, v = self.attention.keys_values(h, rotation)
         if past is not None:
             k, v = past.extend(k, v)
-        x = z + self.dropout(self.attention(h, rotation, (k, v), mask))
+        x = z + self.dropout(self.attention(h, rotation, (k, v), mask, is_causal))
         return x + self.mlp(self.mlp_norm(x)), (k, v)

@@ -220,11 +220,12 @@ class CausalLanguageModel(nn.Module):
         kv = self.cross_attention.keys_values(x, rotation)
         z = self.cross_attention(z, tuple(t[:, :, m - num_latents :] for t in rotation), kv, cross_mask)
         caches = [kv]
-        latent_keys = None if key_mask is None else key_mask[:, m - num_latents :]
-        self_mask = right_aligned_causal_mask(num_latents, num_latents, latent_keys, ids.device)  # [B|1, 1, N, N]
+        self_mask = None  # no padding: the fused kernel's causal mask (it skips the masked blocks)
+        if key_mask is not None:
+            self_mask = right_aligned_causal_mask(num_latents, num_latents, key_mask[:, m - num_latents :], ids.device)
         rotation = self.self_attention[0].rotation(latent_positions) if self.self_attention else None
         for layer in self.self_attention:
-            z, layer_kv = layer(z, rotation, None, self_mask)
+            z, layer_kv = layer(z, rotation, None, self_mask, is_causal=self_mask is None)
             caches.append(layer_kv)
         return self.logits(z), caches
 

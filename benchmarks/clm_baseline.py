@@ -31,37 +31,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transformer_lm import TransformerLM  # noqa: E402
 
 from perceiverio.data import CausalTextDataModule  # noqa: E402
+from perceiverio.tasks.outputs import IGNORE_INDEX  # noqa: E402
 from perceiverio.tokenizer import NUM_SPECIAL  # noqa: E402
 from perceiverio.training.optim import LRSchedule, build_optimizer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SCORED_PER_WINDOW = 64
 
 
 @torch.no_grad()
-def bits_per_byte(model: TransformerLM, ids: torch.Tensor, context: int, batch_size: int = 64) -> tuple[float, int]:
-    """``(bits per byte, bytes scored)`` of ``ids [T]``: every byte after the first once, min(64, context) per
-    window."""
+def bits_per_byte(model: TransformerLM, data: CausalTextDataModule) -> tuple[float, int]:
+    """``(bits per byte, bytes scored)`` over the data module's validation windows, the ones the Perceiver AR task
+    scores (every held-out byte once). The few left-padded windows at the start are scored without their padding
+    (the Transformer has absolute positions and no padding mask)."""
     model.eval()
-    windows = []  # (window [<= context + 1], how many of its last bytes are scored)
-    first, n = 1, min(SCORED_PER_WINDOW, context)
-    while first < len(ids):
-        end = min(first + n, len(ids))
-        windows.append((ids[max(0, end - context - 1) : end], end - first))
-        first = end
     nats, count = 0.0, 0
-    by_length: dict[int, list[tuple[torch.Tensor, int]]] = {}
-    for w in windows:
-        by_length.setdefault(len(w[0]), []).append(w)
-    for group in by_length.values():
-        for i in range(0, len(group), batch_size):
-            chunk = group[i : i + batch_size]
-            x = torch.stack([w for w, _ in chunk])  # [B, W]
-            logits = model(x[:, :-1])  # [B, W - 1, V]
-            losses = F.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")  # [B, W - 1]
-            for row, (_, scored) in zip(losses, chunk):
-                nats += float(row[-scored:].sum())
-                count += scored
+    for batch in data.val_dataloader():
+        ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"].bool()  # [B, W]
+        full = mask.all(dim=1)
+        parts = [(ids[full], labels[full])] + [
+            (i[m][None], y[m][None]) for i, y, m in zip(ids, labels, mask) if not m.all()
+        ]
+        for x, y in parts:
+            if len(x) == 0:
+                continue
+            logits = model(x[:, :-1])  # [b, W - 1, V]: row t predicts byte t + 1
+            nats += float(F.cross_entropy(logits.transpose(1, 2), y[:, 1:], reduction="sum", ignore_index=IGNORE_INDEX))
+            count += int((y[:, 1:] != IGNORE_INDEX).sum())
     model.train()
     return nats / count / math.log(2), count
 
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
         epoch += 1
     t0 = time.perf_counter()
-    val_bpb, scored = bits_per_byte(model, torch.from_numpy(data.val_ids), args.context)
+    val_bpb, scored = bits_per_byte(model, data)
     print(f"held-out: {val_bpb:.4f} bits/byte over {scored:,} bytes ({time.perf_counter() - t0:.0f} s)", flush=True)
     prompt = torch.tensor([[b + NUM_SPECIAL for b in args.prompt.encode()]])
     sample = model.generate(prompt, args.sample_bytes, generator=torch.Generator().manual_seed(0))[0]
